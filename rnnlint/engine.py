@@ -1,0 +1,148 @@
+"""Check files: read, pre-filter, parse once, collect facts, run every rule, suppress, locate."""
+
+from __future__ import annotations
+
+import io
+import tokenize
+from dataclasses import dataclass, field
+from typing import Dict, List, Optional, Sequence, Type
+
+import libcst as cst
+
+from rnnlint.analysis.values import Evaluator
+from rnnlint.analysis.walker import collect_facts
+from rnnlint.config import Config
+from rnnlint.findings import FileError, Finding
+from rnnlint.positions import positions
+from rnnlint.rules import STATIC_RULES, matches
+from rnnlint.rules.base import Context, Report, Rule
+from rnnlint.suppressions import is_suppressed, skips_file
+
+# A file that mentions none of these cannot hold what the rules look for.
+PREFILTER = ("torch", "keras", "tensorflow", "lightning")
+
+
+@dataclass
+class FileResult:
+    path: str
+    findings: List[Finding] = field(default_factory=list)
+    errors: List[FileError] = field(default_factory=list)
+
+
+def decode(path: str, data: bytes) -> str:
+    """Source text from bytes, honouring a BOM or coding cookie (PEP 263)."""
+    encoding, _ = tokenize.detect_encoding(io.BytesIO(data).readline)
+    text = data.decode(encoding)
+    if text.startswith("\ufeff"):
+        text = text[1:]
+    return text
+
+
+def read_source(path: str) -> str:
+    with open(path, "rb") as handle:
+        data = handle.read()
+    return decode(path, data)
+
+
+def rules_for(path: str, config: Config) -> List[Type[Rule]]:
+    enabled = set(config.enabled_codes())
+    ignored = config.ignored_for(path)
+    return [
+        r for r in STATIC_RULES
+        if r.meta.code in enabled and not any(matches(s, r.meta) for s in ignored)
+    ]
+
+
+def check_file(path: str, config: Config) -> FileResult:
+    try:
+        text = read_source(path)
+    except FileNotFoundError:
+        return FileResult(path, errors=[FileError(path, "file vanished before it could be read", kind="read")])
+    except IsADirectoryError:
+        return FileResult(path, errors=[FileError(path, "is a directory", kind="read")])
+    except OSError as exc:
+        return FileResult(path, errors=[FileError(path, f"cannot read file: {exc.strerror or exc}", kind="read")])
+    except (SyntaxError, UnicodeDecodeError, LookupError) as exc:
+        return FileResult(path, errors=[FileError(path, f"cannot decode file: {exc}", kind="read")])
+    return check_source(path, text, config)
+
+
+def check_source(path: str, text: str, config: Config, rules: Optional[Sequence[Type[Rule]]] = None) -> FileResult:
+    result = FileResult(path)
+    if not any(word in text for word in PREFILTER) or skips_file(text):
+        return result
+    if "\x00" in text:
+        result.errors.append(FileError(path, "file contains NUL bytes; not Python source", kind="parse"))
+        return result
+    try:
+        module = cst.parse_module(text)
+    except cst.ParserSyntaxError as exc:
+        message = str(exc).strip().splitlines()[0] if str(exc).strip() else "syntax error"
+        result.errors.append(
+            FileError(path, f"syntax error: {exc.message}" if hasattr(exc, "message") else message,
+                      line=exc.raw_line, column=exc.raw_column + 1, kind="parse")
+        )
+        return result
+    except RecursionError:
+        result.errors.append(FileError(path, "expression nesting too deep to parse", kind="parse"))
+        return result
+    except Exception as exc:  # noqa: BLE001 - the parser can fail in ways it does not type
+        result.errors.append(FileError(path, f"cannot parse file: {exc}", kind="parse"))
+        return result
+    try:
+        facts = collect_facts(path, module)
+    except RecursionError:
+        result.errors.append(FileError(path, "expression nesting too deep to analyse", kind="parse"))
+        return result
+    evaluator = Evaluator(facts)
+    rule_classes = rules if rules is not None else rules_for(path, config)
+    reports: List[Report] = []
+    for rule_class in rule_classes:
+        ctx = Context(facts, evaluator, config.options)
+        ctx.meta = rule_class.meta
+        try:
+            rule_class().check(ctx)
+        except Exception as exc:  # noqa: BLE001 - isolate one rule's bug from the rest
+            result.errors.append(
+                FileError(
+                    path,
+                    f"internal error in rule {rule_class.meta.code} ({rule_class.meta.name}): "
+                    f"{type(exc).__name__}: {exc}. Other rules still ran; please report this "
+                    "with the file that triggers it",
+                    kind="internal",
+                )
+            )
+            continue
+        reports.extend(ctx.reports)
+    if reports:
+        result.findings = _locate(path, text, module, reports)
+    return result
+
+
+def _locate(path: str, text: str, module: cst.Module, reports: List[Report]) -> List[Finding]:
+    wanted = []
+    for report in reports:
+        wanted.append(report.node)
+        if report.stmt is not None:
+            wanted.append(report.stmt)
+        wanted.extend(report.refs.values())
+    where = positions(module, wanted)
+    lines = text.splitlines()
+    findings: Dict[tuple, Finding] = {}
+    for report in reports:
+        pos = where.get(id(report.node))
+        if pos is None:
+            continue
+        line, column, end_line, end_column = pos
+        meta = report.meta
+        candidates = [line]
+        if report.stmt is not None and id(report.stmt) in where:
+            candidates.append(where[id(report.stmt)][0])
+        if is_suppressed(lines, candidates, meta.code, meta.name):
+            continue
+        message = report.message
+        if report.refs:
+            message = message.format(**{k: where.get(id(n), (0,))[0] for k, n in report.refs.items()})
+        finding = Finding(path, line, column, end_line, end_column, meta.code, meta.name, meta.severity, message)
+        findings.setdefault((line, column, meta.code), finding)
+    return sorted(findings.values(), key=Finding.sort_key)
