@@ -61,19 +61,49 @@ def _names_in(node: cst.CSTNode, out: Set[str]) -> Set[str]:
     return out
 
 
+_INDEX_HELPERS = frozenset({"len", "range", "int", "round", "slice", "enumerate"})
+
+
+def _is_scaling_operation(node: cst.BinaryOperation) -> bool:
+    """x / 255.0, (x - mean) / std, x - x.min(): the right side is a literal or a statistic."""
+    right = node.right
+    if isinstance(node.operator, cst.Divide) and isinstance(right, (cst.Integer, cst.Float)):
+        return True
+    return any(_SCALE_WORDS.search(n) for n in _names_in(right, set())) or _mentions_stat_call(right)
+
+
+def _mentions_stat_call(node: cst.CSTNode) -> bool:
+    stack = [node]
+    while stack:
+        current = stack.pop()
+        if isinstance(current, cst.Call) and isinstance(current.func, cst.Attribute):
+            if _SCALE_WORDS.search(current.func.attr.value):
+                return True
+        stack.extend(current.children)
+    return False
+
+
 def _scales(node: cst.CSTNode) -> bool:
-    """True when the expression normalises what it computes (x / x.max(), scaler.transform(x))."""
+    """True when the expression normalises the data it computes (x / x.max(), scaler.transform(x)).
+
+    Arithmetic inside len()/range() calls and subscript indices is bookkeeping, not scaling."""
     stack = [node]
     while stack:
         current = stack.pop()
         if isinstance(current, cst.BinaryOperation) and isinstance(current.operator, (cst.Divide, cst.Subtract)):
-            return True
+            if _is_scaling_operation(current):
+                return True
         if isinstance(current, cst.Call):
             func = current.func
             name = func.attr.value if isinstance(func, cst.Attribute) else dotted_name(func)
             if name in _SCALING_METHODS:
                 return True
+            if name in _INDEX_HELPERS:
+                continue
         if isinstance(current, cst.Lambda):
+            continue
+        if isinstance(current, cst.Subscript):
+            stack.append(current.value)
             continue
         stack.extend(current.children)
     return False

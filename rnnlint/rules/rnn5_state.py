@@ -253,6 +253,19 @@ def _drops_last(ctx: Context) -> bool:
     return False
 
 
+def _short_last_batch(ctx: Context, fixed: str) -> bool:
+    """Evidence that batches can be smaller than `fixed`: a DataLoader that keeps the last
+    batch, or slicing by range(0, n, fixed). Data reshaped to exactly that many columns
+    (a language model's batchify) has no short batch, so without evidence stay silent."""
+    for call in ctx.facts.calls:
+        if (call.dotted or "").rsplit(".", 1)[-1] == "DataLoader":
+            return True
+        if call.dotted == "range" and len(call.args) == 3:
+            if ctx.facts.module.code_for_node(call.args[2].value).strip() == fixed:
+                return True
+    return False
+
+
 @rule(
     RuleMeta(
         "RNN509",
@@ -268,6 +281,8 @@ class StateFixedBatchSize(Rule):
             return  # every batch has the full size
         for st in state_tensors(ctx):
             for fixed, node in self._fixed_dims(ctx, st):
+                if not _short_last_batch(ctx, fixed):
+                    continue
                 ctx.report(
                     node,
                     f"initial state {_shape_text(ctx, st)} is sized by {fixed}, not by the input's "
