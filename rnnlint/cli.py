@@ -42,6 +42,20 @@ class FailOn(str, enum.Enum):
 class ListFormat(str, enum.Enum):
     text = "text"
     json = "json"
+    markdown = "markdown"
+
+
+def rules_markdown() -> str:
+    """The rule table of the README (a test keeps the README in step with the registry)."""
+    from rnnlint.rules import ALL_META
+
+    rows = ["| Code | Name | Severity | Frameworks | Mode | What it finds |", "|---|---|---|---|---|---|"]
+    for m in ALL_META:
+        rows.append(
+            f"| [{m.code}](rules/{m.code}-{m.name}.md) | {m.name} | {m.severity.value} | "
+            f"{', '.join(m.frameworks)} | {m.mode} | {m.summary} |"
+        )
+    return "\n".join(rows)
 
 
 def _fail(message: str) -> "typer.Exit":
@@ -128,11 +142,14 @@ def exit_code(result, fail_on) -> int:  # type: ignore[no-untyped-def]
 
 @app.command("rules")
 def list_rules(
-    output_format: ListFormat = typer.Option(ListFormat.text, "--format", help="text or json."),
+    output_format: ListFormat = typer.Option(ListFormat.text, "--format", help="text, json or markdown."),
 ) -> None:
     """List every rule: code, name, severity, frameworks and what it finds."""
     from rnnlint.rules import ALL_META
 
+    if output_format is ListFormat.markdown:
+        typer.echo(rules_markdown())
+        return
     if output_format is ListFormat.json:
         payload = [
             {

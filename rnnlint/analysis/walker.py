@@ -14,7 +14,7 @@ into a per-file error instead of a crash.
 from __future__ import annotations
 
 import dataclasses
-from typing import Callable, Dict, List, Optional, Tuple, Type
+from typing import Callable, Dict, Iterator, List, Optional, Tuple, Type
 
 import libcst as cst
 
@@ -56,6 +56,20 @@ def _child_fields(cls: type) -> Tuple[str, ...]:
         )
         _FIELD_CACHE[cls] = names
     return names
+
+
+def iter_children(node: cst.CSTNode) -> Iterator[cst.CSTNode]:
+    """The child nodes that carry meaning (no whitespace or punctuation).
+
+    Much cheaper than libcst's `children`, which runs a visitor to build its list."""
+    for name in _child_fields(type(node)):
+        value = getattr(node, name)
+        if isinstance(value, cst.CSTNode):
+            yield value
+        elif isinstance(value, (tuple, list)):
+            for item in value:
+                if isinstance(item, cst.CSTNode):
+                    yield item
 
 
 def _target_names(node: cst.CSTNode) -> List[Tuple[str, Optional[int]]]:

@@ -9,6 +9,7 @@ import libcst as cst
 
 from rnnlint.analysis.facts import CallFact, ModuleFacts
 from rnnlint.analysis.names import dotted_name
+from rnnlint.analysis.walker import iter_children
 from rnnlint.findings import Severity
 from rnnlint.rules.base import Context, Rule, RuleMeta, rule
 
@@ -56,8 +57,7 @@ def _names_in(node: cst.CSTNode, out: Set[str]) -> Set[str]:
         if isinstance(current, (cst.Attribute,)):
             stack.append(current.value)
             continue
-        for child in current.children:
-            stack.append(child)
+        stack.extend(iter_children(current))
     return out
 
 
@@ -79,7 +79,7 @@ def _mentions_stat_call(node: cst.CSTNode) -> bool:
         if isinstance(current, cst.Call) and isinstance(current.func, cst.Attribute):
             if _SCALE_WORDS.search(current.func.attr.value):
                 return True
-        stack.extend(current.children)
+        stack.extend(iter_children(current))
     return False
 
 
@@ -105,7 +105,7 @@ def _scales(node: cst.CSTNode) -> bool:
         if isinstance(current, cst.Subscript):
             stack.append(current.value)
             continue
-        stack.extend(current.children)
+        stack.extend(iter_children(current))
     return False
 
 
@@ -138,7 +138,7 @@ def _source_of(node: cst.CSTNode, calls_by_node: Dict[int, CallFact]) -> Optiona
             call = calls_by_node.get(id(current))
             if call is not None and call.qualname in NUMERIC_SOURCES:
                 return call
-        stack.extend(current.children)
+        stack.extend(iter_children(current))
     return None
 
 
@@ -154,11 +154,11 @@ def _source_of(node: cst.CSTNode, calls_by_node: Dict[int, CallFact]) -> Optiona
 class UnscaledInputs(Rule):
     def check(self, ctx: Context) -> None:
         facts = ctx.facts
+        if not any(c.qualname in NUMERIC_SOURCES for c in facts.calls):
+            return
         if not ctx.has_recurrent() or _scaling_anywhere(facts):
             return
         calls_by_node = {id(c.node): c for c in facts.calls}
-        if not any(c.qualname in NUMERIC_SOURCES for c in facts.calls):
-            return
         # name -> the file-loading call its data came from
         tainted: Dict[str, CallFact] = {}
         functions_scaling = {

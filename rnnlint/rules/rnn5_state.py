@@ -10,6 +10,7 @@ import libcst as cst
 
 from rnnlint.analysis.facts import CallFact, Scope
 from rnnlint.analysis.names import dotted_name
+from rnnlint.analysis.walker import iter_children
 from rnnlint.analysis.recurrent import RecurrentLayer, layer_bound_to
 from rnnlint.analysis.values import known
 from rnnlint.findings import Severity
@@ -138,7 +139,7 @@ def _mentions(node: cst.CSTNode, pattern: re.Pattern) -> bool:
         current = stack.pop()
         if isinstance(current, cst.Name) and pattern.search(current.value):
             return True
-        stack.extend(current.children)
+        stack.extend(iter_children(current))
     return False
 
 

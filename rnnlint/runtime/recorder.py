@@ -124,6 +124,10 @@ class Recorder:
         setattr(owner, name, wrap(original))
         self._restore.append(lambda: setattr(owner, name, original))
 
+    def track(self, opt: torch.optim.Optimizer) -> None:
+        """An optimizer built before the recorder was installed (its __init__ was not seen)."""
+        self._optimizers.add(opt)
+
     def _muted(self) -> bool:
         return self._busy or os.getpid() != self._pid
 
