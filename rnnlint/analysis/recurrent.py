@@ -5,6 +5,8 @@ from __future__ import annotations
 from dataclasses import dataclass
 from typing import Any, Dict, List, Optional, Tuple
 
+import libcst as cst
+
 from rnnlint.analysis.facts import CallFact, ModuleFacts, Scope
 from rnnlint.analysis.values import UNKNOWN, Evaluator, known
 
@@ -155,3 +157,43 @@ def layer_bound_to(layers: List[RecurrentLayer], dotted: Optional[str], scope: S
         and (not dotted.startswith("self.") or layer.owner is cls)
     ]
     return matches[0] if len(matches) == 1 else None
+
+
+def _contains(node: cst.CSTNode, targets: set) -> bool:
+    from rnnlint.analysis.walker import iter_children
+
+    stack = [node]
+    while stack:
+        current = stack.pop()
+        if id(current) in targets:
+            return True
+        stack.extend(iter_children(current))
+    return False
+
+
+def keras_model_is_recurrent(facts: ModuleFacts, layers: List[RecurrentLayer], model: Optional[str]) -> bool:
+    """Whether the keras model held by `model` has a recurrent layer, as far as the file shows.
+
+    A Sequential([...]) built here is judged by its list and its .add() calls; a model from a
+    local builder function by that function's body; anything else (functional API, a loaded
+    model) counts as recurrent when the file builds keras recurrent layers at all."""
+    keras_nodes = {id(layer.call.node) for layer in layers if layer.framework == "keras"}
+    if not keras_nodes:
+        return False
+    if model is None:
+        return True
+    builders = [c for c in facts.calls if c.assigned_to == model]
+    if len(builders) != 1:
+        return True
+    built = builders[0]
+    if (built.qualname or "").endswith("Sequential"):
+        if _contains(built.node, keras_nodes):
+            return True
+        return any(
+            c.method == "add" and c.receiver_dotted == model and _contains(c.node, keras_nodes)
+            for c in facts.calls
+        )
+    function = facts.functions.get(built.dotted or "")
+    if function is not None:
+        return any(id(c.node) in keras_nodes for c in function.calls)
+    return True

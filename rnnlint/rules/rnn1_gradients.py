@@ -8,6 +8,7 @@ import libcst as cst
 
 from rnnlint.analysis.facts import CallFact, Loop
 from rnnlint.analysis.names import dotted_name
+from rnnlint.analysis.recurrent import keras_model_is_recurrent
 from rnnlint.analysis.training import (
     TORCH_OPTIMIZERS,
     Event,
@@ -23,15 +24,15 @@ _KERAS_CLIP_KWARGS = ("clipnorm", "clipvalue", "global_clipnorm")
 _LIGHTNING_TRAINERS = ("lightning.pytorch.Trainer", "lightning.Trainer")
 
 
-def _keras_optimizer_argument(ctx: Context, compile_call: CallFact) -> Optional[cst.BaseExpression]:
-    return compile_call.arg(0, "optimizer")
-
-
 def _keras_compiles(ctx: Context) -> List[CallFact]:
-    """model.compile(...) calls in a file that builds keras recurrent layers."""
+    """model.compile(...) calls on keras models that hold a recurrent layer."""
     if not ctx.has_recurrent("keras"):
         return []
-    return [c for c in ctx.facts.calls if c.method == "compile" and c.receiver is not None and c.qualname is None]
+    return [
+        c for c in ctx.facts.calls
+        if c.method == "compile" and c.receiver is not None and c.qualname is None
+        and keras_model_is_recurrent(ctx.facts, ctx.layers, c.receiver_dotted)
+    ]
 
 
 def _keras_optimizer_call(ctx: Context, node: cst.BaseExpression, scope) -> Optional[CallFact]:  # type: ignore[no-untyped-def]
@@ -93,7 +94,7 @@ class NoGradClipping(Rule):
         for compile_call in _keras_compiles(ctx):
             if compile_call.has_star_args:
                 continue
-            argument = _keras_optimizer_argument(ctx, compile_call)
+            argument = compile_call.arg(0, "optimizer")
             if argument is None:
                 continue
             value = ctx.evaluator.value(argument, compile_call.scope)
@@ -268,7 +269,7 @@ class OptimizerRecreated(Rule):
                     )
             elif call.method == "compile" and call.qualname is None and call.receiver_dotted:
                 model = call.receiver_dotted
-                if not ctx.has_recurrent("keras") or _assigned_in(ctx, model, loop):
+                if not keras_model_is_recurrent(facts, ctx.layers, model) or _assigned_in(ctx, model, loop):
                     continue
                 built_outside = any(a.target == model for a in facts.assigns)
                 fits = [c for c in loop.calls if c.method == "fit" and c.receiver_dotted == model]

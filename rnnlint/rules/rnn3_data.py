@@ -9,6 +9,7 @@ import libcst as cst
 
 from rnnlint.analysis.facts import CallFact, ModuleFacts
 from rnnlint.analysis.names import dotted_name
+from rnnlint.analysis.recurrent import keras_model_is_recurrent
 from rnnlint.analysis.walker import iter_children
 from rnnlint.findings import Severity
 from rnnlint.rules.base import Context, Rule, RuleMeta, rule
@@ -64,12 +65,25 @@ def _names_in(node: cst.CSTNode, out: Set[str]) -> Set[str]:
 _INDEX_HELPERS = frozenset({"len", "range", "int", "round", "slice", "enumerate"})
 
 
+# Names assigned from a statistic of the data (lo = x.min(0)); set per file by the rule.
+_STAT_NAMES: Set[str] = set()
+
+
 def _is_scaling_operation(node: cst.BinaryOperation) -> bool:
     """x / 255.0, (x - mean) / std, x - x.min(): the right side is a literal or a statistic."""
     right = node.right
     if isinstance(node.operator, cst.Divide) and isinstance(right, (cst.Integer, cst.Float)):
         return True
-    return any(_SCALE_WORDS.search(n) for n in _names_in(right, set())) or _mentions_stat_call(right)
+    names = _names_in(right, set())
+    return (
+        any(_SCALE_WORDS.search(n) for n in names)
+        or bool(names & _STAT_NAMES)
+        or _mentions_stat_call(right)
+    )
+
+
+def stat_names(facts: ModuleFacts) -> Set[str]:
+    return {a.target for a in facts.assigns if _mentions_stat_call(a.value)}
 
 
 def _mentions_stat_call(node: cst.CSTNode) -> bool:
@@ -110,6 +124,8 @@ def _scales(node: cst.CSTNode) -> bool:
 
 
 def _scaling_anywhere(facts: ModuleFacts) -> bool:
+    _STAT_NAMES.clear()
+    _STAT_NAMES.update(stat_names(facts))
     for call in facts.calls:
         head = (call.dotted or "").rsplit(".", 1)[-1]
         if _SCALERS.search(head):
@@ -122,8 +138,7 @@ def _scaling_anywhere(facts: ModuleFacts) -> bool:
             right = value.right
             if isinstance(right, (cst.Integer, cst.Float)):
                 return True
-            names = _names_in(right, set())
-            if any(_SCALE_WORDS.search(n) for n in names):
+            if _is_scaling_operation(value):
                 return True
         if assign.aug_op in ("DivideAssign", "SubtractAssign"):
             return True
@@ -212,13 +227,19 @@ class UnscaledInputs(Rule):
                     continue
                 if call.assigned_to and call.assigned_to in later_scaled:
                     continue
-            elif call.method == "fit" and call.qualname is None and ctx.has_recurrent("keras"):
+            elif call.method == "fit" and call.qualname is None and keras_model_is_recurrent(
+                ctx.facts, ctx.layers, call.receiver_dotted
+            ):
                 argument = call.arg(0, "x")
-            if argument is None:
+            if argument is None or _scales(argument):
                 continue
-            name = dotted_name(argument)
-            if name is None or name not in tainted or _TARGET_NAME.search(name.rsplit(".", 1)[-1]):
+            assigned = (call.assigned_to or "").rsplit(".", 1)[-1]
+            if assigned and _TARGET_NAME.search(assigned):
                 continue
+            mentioned = sorted(n for n in _names_in(argument, set()) if n in tainted)
+            if not mentioned or any(_TARGET_NAME.search(n.rsplit(".", 1)[-1]) for n in mentioned):
+                continue
+            name = mentioned[0]
             out.append((call, name, tainted[name]))
         return out
 

@@ -2,6 +2,8 @@
 
 from __future__ import annotations
 
+import libcst as cst
+
 from rnnlint.analysis.values import known
 from rnnlint.findings import Severity
 from rnnlint.rules.base import Context, Rule, RuleMeta, rule
@@ -56,13 +58,18 @@ class FunctionalDropoutAlwaysOn(Rule):
             scope = call.scope
             if not scope.is_method() or call.has_star_args:
                 continue
-            if call.arg(2, "training") is not None:
-                continue  # training=self.training, or a deliberate value
+            training = call.arg(2, "training")
             name = call.qualname.rsplit(".", 1)[-1]
+            where = f"F.{name}() in {scope.parent.name}.{scope.name}()"  # type: ignore[union-attr]
+            if training is None:
+                problem = "has no training= argument: it defaults to training=True"
+            elif isinstance(training, cst.Name) and training.value == "True":
+                problem = "passes training=True"
+            else:
+                continue  # training=self.training, or a flag the author controls
             ctx.report(
                 call.node,
-                f"F.{name}() in {scope.parent.name}.{scope.name}() has no training= argument: it "  # type: ignore[union-attr]
-                "defaults to training=True, so dropout stays on after model.eval(); pass "
+                f"{where} {problem}, so dropout stays on after model.eval(); pass "
                 "training=self.training or use nn.Dropout",
                 call.stmt,
             )

@@ -22,6 +22,7 @@ STATE_FACTORIES = frozenset(
 _CHAIN_METHODS = frozenset({"to", "cuda", "float", "double", "half", "requires_grad_", "detach", "type", "contiguous"})
 _INIT_STATE_METHOD = re.compile(r"^(init|initial|initialize|reset|begin|zero)_?(hidden|state|states|hx|h0)$|^init_?hidden", re.I)
 _BATCH_WORD = re.compile(r"batch", re.I)
+_BATCH_LIKE = re.compile(r"batch|bsz|^bs$|^b$|^N$", re.I)
 
 
 @dataclass(eq=False)
@@ -148,12 +149,26 @@ def _is_batch_first_layout(ctx: Context, st: StateTensor) -> bool:
     if len(st.dims) != 3 or st.layer.get("batch_first") is not True:
         return False
     first, second = st.dims[0], st.dims[1]
-    batch_like = _mentions(first, _BATCH_WORD) or _is_size0(first)
+    batch_like = _mentions(first, _BATCH_LIKE) or _is_size0(first) or _unpacked_size0(ctx, first, st.creation.scope)
     if not batch_like:
         return False
     layers = st.layer.get("num_layers")
     value = ctx.evaluator.value(second, st.creation.scope)
     return (known(value) and value == layers * (st.layer.num_directions or 1)) or _mentions(second, re.compile("layer", re.I))
+
+
+def _unpacked_size0(ctx: Context, node: cst.CSTNode, scope: Scope) -> bool:
+    """`n` from `n, t, _ = x.size()` (or x.shape): the first element is the batch (batch_first)."""
+    if not isinstance(node, cst.Name):
+        return False
+    for assign in ctx.facts.assigns:
+        if assign.target == node.value and assign.scope is scope and assign.unpack_index == 0:
+            value = assign.value
+            if isinstance(value, cst.Call) and isinstance(value.func, cst.Attribute) and value.func.attr.value == "size":
+                return not value.args
+            if isinstance(value, cst.Attribute) and value.attr.value == "shape":
+                return True
+    return False
 
 
 def _is_size0(node: cst.CSTNode) -> bool:
