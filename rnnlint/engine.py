@@ -4,6 +4,7 @@ from __future__ import annotations
 
 import ast
 import io
+import re
 import tokenize
 from dataclasses import dataclass, field
 from typing import Dict, List, Optional, Sequence, Type
@@ -72,6 +73,10 @@ def check_source(path: str, text: str, config: Config, rules: Optional[Sequence[
     result = FileResult(path)
     if not any(word in text for word in PREFILTER) or skips_file(text):
         return result
+    too_deep = _too_deep(text)
+    if too_deep:
+        result.errors.append(FileError(path, too_deep, kind="parse"))
+        return result
     if "\x00" in text:
         result.errors.append(FileError(path, "file contains NUL bytes; not Python source", kind="parse"))
         return result
@@ -114,6 +119,33 @@ def check_source(path: str, text: str, config: Config, rules: Optional[Sequence[
     if reports:
         result.findings = _locate(path, text, module, reports)
     return result
+
+
+_BRACKETS = re.compile(r"[()\[\]{}]")
+_OPERATORS = re.compile(r"[-+*/%&|^<>]| and | or ")
+MAX_NESTING = 150  # CPython itself rejects more than 200 nested brackets
+MAX_OPERATORS_PER_LINE = 2000
+
+
+def _too_deep(text: str) -> str:
+    """Why the file is too deeply nested to hand to libcst's native parser, which crashes
+    the whole process (not just the file) on absurd nesting; "" when it is fine."""
+    depth = deepest = 0
+    for match in _BRACKETS.finditer(text):
+        if match.group() in "([{":
+            depth += 1
+            if depth > deepest:
+                deepest = depth
+        else:
+            depth -= 1
+    if deepest > MAX_NESTING:
+        return f"brackets nested {deepest} levels deep (limit {MAX_NESTING}); not analysed"
+    for line in text.splitlines():
+        if len(line) > 4 * MAX_OPERATORS_PER_LINE:
+            count = len(_OPERATORS.findall(line))
+            if count > MAX_OPERATORS_PER_LINE:
+                return f"one line chains {count} operators (limit {MAX_OPERATORS_PER_LINE}); not analysed"
+    return ""
 
 
 def _syntax_error(path: str, text: str, exc: "cst.ParserSyntaxError") -> FileError:

@@ -1,19 +1,23 @@
 """Per-layer measurements from captured tensors: input scale, gate saturation, recurrent
 Jacobian eigenvalues and the curse-of-memory sensitivity (RNN903, RNN905, RNN906).
 
-Sensitivities use forward-mode AD (torch.func.jvp): it gives d h_t / d theta per sequence. A
+Sensitivities use forward-mode AD (dual tensors): it gives d h_t / d theta per sequence. A
 backward pass from h.sum() would add the per-sequence derivatives over the batch, and their
-mean is zero for white-noise input, so the variance that matters would be lost.
+mean is zero for white-noise input, so the variance that matters would be lost. Raw
+torch.autograd.forward_ad is used rather than torch.func.jvp: on long Python loops of small
+ops the functorch dispatch costs several times the arithmetic.
 """
 
 from __future__ import annotations
 
 import math
-from typing import Any, Dict, List, Optional, Sequence, Tuple
+import warnings
+from typing import Any, Callable, Dict, List, Optional, Sequence, Tuple
 
 import torch
+import torch.autograd.forward_ad as fwad
 from torch import Tensor, nn
-from torch.func import functional_call, jacrev, jvp
+from torch.func import functional_call
 
 from rnnlint.runtime import cells
 from rnnlint.runtime.stats import log_slope
@@ -25,6 +29,30 @@ TANH_SATURATION = math.atanh(math.sqrt(0.99))
 SIGMOID_SATURATION = math.log((1 + math.sqrt(0.99)) / (1 - math.sqrt(0.99)))
 MAX_EIGEN_DIM = 1024  # larger Jacobians are skipped: eigvals cost grows as n^3
 MAX_STORED = 512  # eigenvalues kept in the JSON
+
+
+def jvp(fn: Callable[..., Tensor], primals: Sequence[Tensor], tangents: Sequence[Tensor]) -> Tuple[Tensor, Tensor]:
+    """fn(primals) and its directional derivative along tangents."""
+    with torch.no_grad(), fwad.dual_level(), warnings.catch_warnings():
+        # The first make_dual loads torch's jvp decompositions through the deprecated
+        # torch.jit.script; that warning is torch's own and would land in the user's output.
+        warnings.simplefilter("ignore", DeprecationWarning)
+        out = fn(*[fwad.make_dual(p, t) for p, t in zip(primals, tangents)])
+        value, tangent = fwad.unpack_dual(out)
+        value = value.clone()
+        tangent = tangent.clone() if tangent is not None else torch.zeros_like(value)
+    return value, tangent
+
+
+def jacobian(fn: Callable[[Tensor], Tensor], z: Tensor) -> Tensor:
+    """Jacobian of a per-sample map at one state z (1, n), in a single backward pass: n copies of
+    z go through fn as a batch, and row i of the result is read off copy i."""
+    n = z.shape[1]
+    with torch.enable_grad():
+        zs = z.detach().expand(n, n).clone().requires_grad_(True)
+        out = fn(zs)
+        (grad,) = torch.autograd.grad(out.diagonal().sum(), zs)
+    return grad
 
 
 def input_stats(x: Tensor) -> Optional[Dict[str, float]]:
@@ -102,17 +130,18 @@ def builtin_eigen(kind: str, w: cells.Weights, x_t: Tensor, state: cells.State) 
     x = x_t[:1].detach()
     if h.shape[1] + (c.shape[1] if c is not None else 0) > MAX_EIGEN_DIM:
         return None
+    w = {k: (v.detach() if v is not None else None) for k, v in w.items()}
     if c is not None:
         split = h.shape[1]
 
         def lstm_map(z: Tensor) -> Tensor:
-            h_new, c_new = cells.step(kind, w, x, (z[:, :split], z[:, split:]))
+            h_new, c_new = cells.step(kind, w, x.expand(z.shape[0], -1), (z[:, :split], z[:, split:]))
             assert c_new is not None
-            return torch.cat([h_new, c_new], dim=1)[0]
+            return torch.cat([h_new, c_new], dim=1)
 
-        jac = jacrev(lstm_map)(torch.cat([h, c], dim=1))[:, 0]
+        jac = jacobian(lstm_map, torch.cat([h, c], dim=1))
     else:
-        jac = jacrev(lambda z: cells.step(kind, w, x, (z, None))[0][0])(h)[:, 0]
+        jac = jacobian(lambda z: cells.step(kind, w, x.expand(z.shape[0], -1), (z, None))[0], h)
     return _eigen_record(jac, "step Jacobian at a probe state (linearised)")
 
 
@@ -154,9 +183,8 @@ def builtin_sensitivity(kind: str, w: cells.Weights, xs: Tensor) -> Dict[str, An
     w_hh, w_ih = w["w_hh"], w["w_ih"]
     assert w_hh is not None and w_ih is not None
     xs = xs.detach()
-    with torch.no_grad():
-        state, rec = jvp(lambda m: cells.unroll(kind, {**w, "w_hh": m}, xs)[-1], (w_hh,), (unit_tangent(w_hh),))
-        _, inp = jvp(lambda m: cells.unroll(kind, {**w, "w_ih": m}, xs)[-1], (w_ih,), (_relative(w_ih),))
+    state, rec = jvp(lambda m: cells.unroll(kind, {**w, "w_hh": m}, xs)[-1], (w_hh,), (unit_tangent(w_hh),))
+    _, inp = jvp(lambda m: cells.unroll(kind, {**w, "w_ih": m}, xs)[-1], (w_ih,), (_relative(w_ih),))
     return sensitivity_record(state, rec, inp, ["weight_hh"], ["weight_ih"])
 
 

@@ -41,8 +41,12 @@ class LayerProbe:
     def arm(self, args: Tuple[Any, ...], kwargs: Dict[str, Any], output: Any, forward_id: int) -> None:
         raise NotImplementedError
 
-    def measure(self, seed: int) -> None:
-        """Set self.result when the armed capture has gradients; may be called every step."""
+    def measure(self, seed: int, final: bool = False) -> None:
+        """Set self.result once the armed capture has gradients; may be called every step.
+
+        With final=True (the probe is over) a capture without gradients is measured too, with
+        |dL/dh_t| left out: no gradient ever reached the layer.
+        """
         raise NotImplementedError
 
     def note_gradients(self) -> None:
@@ -102,12 +106,13 @@ class BuiltinRNN(LayerProbe):
             s.retain_grad()
         self._armed = (x.detach(), _detach(hx), out, state)
 
-    def measure(self, seed: int) -> None:
+    def measure(self, seed: int, final: bool = False) -> None:
         armed = getattr(self, "_armed", None)
-        if armed is None or armed[2].grad is None:
+        if armed is None or (armed[2].grad is None and not final):
             return
         self._armed = None
         x, hx, out, state = armed
+        reached = out.grad is not None
         module: Any = self.module
         unbatched = x.dim() == 2
         time_dim = 0 if (unbatched or not module.batch_first) else 1
@@ -121,7 +126,10 @@ class BuiltinRNN(LayerProbe):
             return
         states = list(state) if isinstance(state, tuple) else [state]
         state_grads = [s.grad if s.grad is not None else torch.zeros_like(s) for s in states]
-        h_steps, c_steps, dldh = self._replay(x, hx, time_dim, out.grad, state_grads)
+        out_grad = out.grad if reached else torch.zeros_like(out)
+        h_steps, c_steps, dldh = self._replay(x, hx, time_dim, out_grad, state_grads)
+        if not reached:
+            fields["dldh_note"] = "not measured: no gradient reached this layer"
         hs = _per_layer(h_steps, module.num_layers, unbatched)
         cs = _per_layer(c_steps, module.num_layers, unbatched) if c_steps else None
         h0 = [torch.zeros_like(h[0]) for h in hs] if hx is None else list(
@@ -144,7 +152,8 @@ class BuiltinRNN(LayerProbe):
             sen = analysis.builtin_sensitivity(self.kind, w, layers_in[layer])
             if sen["ratio"] is not None and (sens is None or sen["ratio"] > sens["ratio"]):
                 sens = dict(sen, layer=layer)
-        self.result = self.record(dldh=dldh, saturation=analysis.saturation(self.kind, sat_layers),
+        self.result = self.record(dldh=dldh if reached else None,
+                                  saturation=analysis.saturation(self.kind, sat_layers),
                                   eigen=eigen, sensitivity=sens, **fields)
 
     def _replay(self, x: Tensor, hx: Any, time_dim: int, out_grad: Tensor,
@@ -202,13 +211,14 @@ class CellLoop(LayerProbe):
         self._calls.append((forward_id, args[0].detach(), _detach(hx), output))
         del self._calls[:-MAX_CELL_CALLS]
 
-    def measure(self, seed: int) -> None:
+    def measure(self, seed: int, final: bool = False) -> None:
         calls, self._calls = self._calls, []
         if not calls:
             return
         last = calls[-1][0]
         seq = [c for c in calls if c[0] == last]  # the calls of the latest model forward
-        if all(_h_of(c[3]).grad is None for c in seq):
+        reached = any(_h_of(c[3]).grad is not None for c in seq)
+        if not reached and not final:
             return
         shapes = {c[1].shape for c in seq}
         if len(shapes) != 1:
@@ -229,7 +239,8 @@ class CellLoop(LayerProbe):
         module: Any = self.module
         self.result = self.record(
             hidden_size=module.hidden_size, num_layers=1, seq_len=len(seq), batch=xs.shape[1],
-            input=analysis.input_stats(xs), dldh=dldh,
+            input=analysis.input_stats(xs), dldh=dldh if reached else None,
+            dldh_note=None if reached else "not measured: no gradient reached this layer",
             saturation=analysis.saturation(self.kind, [(w, xs, hs, cs, (h0, c0))]),
             eigen=analysis.builtin_eigen(self.kind, w, xs[-1], last_state),
             sensitivity=analysis.builtin_sensitivity(self.kind, w, xs))
@@ -241,7 +252,7 @@ class CustomRecurrence(LayerProbe):
     def arm(self, args: Tuple[Any, ...], kwargs: Dict[str, Any], output: Any, forward_id: int) -> None:
         self._x = args[0].detach()
 
-    def measure(self, seed: int) -> None:
+    def measure(self, seed: int, final: bool = False) -> None:
         x = getattr(self, "_x", None)
         if x is None:
             return

@@ -14,6 +14,9 @@ from rnnlint.runtime.stats import json_safe, norm_growth, relative_range
 from rnnlint.runtime.thresholds import Thresholds
 
 VANILLA = ("RNN_TANH", "RNN_RELU")
+# RNN602's bounds on the recurrent spectral radius ("below ~0.5 forgets, above ~1.5 explodes"),
+# with 10% slack so that an init at exactly 0.5 (measured 0.50000005 in float32) counts.
+RADIUS_LOW, RADIUS_HIGH = 0.55, 1.5
 
 
 def _meta(code: str) -> Any:
@@ -131,7 +134,7 @@ def _rnn902(m: Dict[str, Any], th: Thresholds, loc: Locator) -> List[Finding]:
         confirms = None
         if layer["kind"] in VANILLA:
             radius = (layer.get("eigen") or {}).get("max_modulus")
-            confirms = "RNN602" if radius is not None and radius < 0.5 else "RNN601"
+            confirms = "RNN602" if radius is not None and radius < RADIUS_LOW else "RNN601"
         message = (f"{_label(layer)}: |dL/dh_t| shrinks by a factor {_g(factor)} per step back in time "
                    f"(limit {_g(th.decay_factor_min)}): effective memory {_g(memory)} steps of a {length}-step "
                    f"sequence (limit {_g(th.memory_fraction_min * 100)}%){vanished}. Use an LSTM/GRU, an "
@@ -155,7 +158,7 @@ def _rnn903(m: Dict[str, Any], th: Thresholds, loc: Locator) -> List[Finding]:
         confirms = None
         if layer["kind"] == "custom":
             confirms = "RNN604"
-        elif layer["kind"] in VANILLA and radius is not None and radius > 1.5:
+        elif layer["kind"] in VANILLA and radius is not None and radius > RADIUS_HIGH:
             confirms = "RNN602"
         message = (f"{_label(layer)}: the hidden state is {_g(sens['ratio'])}x more sensitive to the recurrent "
                    f"parameters than to the input parameters (limit {_g(th.sensitivity_ratio_max)}; largest "
@@ -274,7 +277,8 @@ def _rnn908(m: Dict[str, Any], th: Thresholds, loc: Locator) -> List[Finding]:
         reasons.append(f"the model's weights moved by {_g(update)} (relative; limit {_g(th.update_ratio_min)})")
     if frozen:
         reasons.append("recurrent layer(s) " + ", ".join(f"'{n}'" for n in frozen)
-                       + " received no gradient (graph detached before them?)")
+                       + f" received no gradient in {len(losses)} steps (limit: some gradient; graph detached "
+                       "before them?)")
     if not reasons:
         return []
     message = ("loss not moving: " + "; ".join(reasons) + f" (loss {_g(losses[0])} -> {_g(losses[-1])}). "

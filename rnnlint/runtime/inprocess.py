@@ -80,6 +80,27 @@ def _source_of(model: nn.Module) -> Tuple[str, int]:
     return path, line
 
 
+def _train(work: nn.Module, opt: torch.optim.Optimizer, inputs: Any, targets: Any, loss_fn: Callable[[Any, Any], Any],
+           steps: int, seed: int, curvature: bool, limits: Thresholds) -> Recorder:
+    with Recorder(steps, seed=seed, curvature=curvature, hessian_iterations=limits.hessian_iterations,
+                  scope=work) as recorder:
+        recorder.track(opt)
+        for _ in range(steps):
+            opt.zero_grad(set_to_none=True)
+            loss = loss_fn(_call(work, inputs), targets)
+            loss.backward()
+            opt.step()
+    return recorder
+
+
+def _read_lines(path: str) -> Optional[List[str]]:
+    try:
+        with open(path, encoding="utf-8", errors="replace") as fh:
+            return fh.read().splitlines()
+    except OSError:
+        return None
+
+
 def probe(model: nn.Module, batch: Sequence[Any], loss_fn: Callable[[Any, Any], torch.Tensor],
           optimizer: Optional[torch.optim.Optimizer] = None, steps: int = 20, lr: Optional[float] = None,
           seed: int = 0, device: str = "cpu", curvature: bool = False,
@@ -104,18 +125,17 @@ def probe(model: nn.Module, batch: Sequence[Any], loss_fn: Callable[[Any, Any], 
             group["lr"] = lr
     inputs, targets = _to(batch[0], dev), _to(batch[1], dev)
     work.train()
-    with Recorder(steps, seed=seed, curvature=curvature, hessian_iterations=limits.hessian_iterations,
-                  scope=work) as recorder:
-        recorder.track(opt)
-        for _ in range(steps):
-            opt.zero_grad(set_to_none=True)
-            loss = loss_fn(_call(work, inputs), targets)
-            loss.backward()
-            opt.step()
+    cudnn_was = torch.backends.cudnn.enabled
+    if curvature:
+        torch.backends.cudnn.enabled = False  # cuDNN's RNN kernels have no double backward
+    try:
+        recorder = _train(work, opt, inputs, targets, loss_fn, steps, seed, curvature, limits)
+    finally:
+        torch.backends.cudnn.enabled = cudnn_was
     measurements = recorder.measurements()
     if not measurements["layers"]:
         raise ValueError(f"probe: no recurrent layer of {type(model).__name__} took part in the loss "
                          "(nn.RNN/LSTM/GRU, their cells, or a custom recurrence)")
     path, line = _source_of(model)
-    findings = evaluate(measurements, limits, Locator(path, line))
+    findings = evaluate(measurements, limits, Locator(path, line, _read_lines(path)))
     return RuntimeReport(measurements, findings, title=f"rnnlint runtime probe of {type(model).__name__}")

@@ -132,14 +132,21 @@ class Recorder:
         return self._busy or os.getpid() != self._pid
 
     def _guard(self, what: str, fn: Callable[..., Any], *args: Any) -> Any:
-        """Run a measurement with hooks muted; a failure is noted, never raised into user code."""
+        """Run a measurement with hooks muted; a failure is noted, never raised into user code.
+
+        Measurements are long chains of tiny ops; intra-op threads only add synchronisation to
+        them (10x slower on a busy 2-core machine), so they run on one thread.
+        """
         self._busy = True
+        threads = torch.get_num_threads()
+        torch.set_num_threads(1)
         try:
             return fn(*args)
         except Exception as exc:  # noqa: BLE001
             self.internal_errors.append(f"{what}: {type(exc).__name__}: {exc}")
             return None
         finally:
+            torch.set_num_threads(threads)
             self._busy = False
 
     # ---- wrappers ----------------------------------------------------------------------------
@@ -310,9 +317,9 @@ class Recorder:
                     self._measure_layer(probe)
                 probe.note_gradients()
 
-    def _measure_layer(self, probe: LayerProbe) -> None:
+    def _measure_layer(self, probe: LayerProbe, final: bool = False) -> None:
         try:
-            probe.measure(self.seed)
+            probe.measure(self.seed, final)
         except Exception as exc:  # noqa: BLE001 - keep the layer, without its measurements
             self.internal_errors.append(f"layer '{probe.name}': {type(exc).__name__}: {exc}")
             probe.result = probe.record(dldh=None, dldh_note=f"measurement failed: {type(exc).__name__}")
@@ -346,8 +353,14 @@ class Recorder:
                 out.append(dict(probe.result, received_grad=probe.received_grad))
         return out
 
+    def _finish_layers(self) -> None:
+        for probe in self.probes.values():
+            if probe.result is None and not probe.rejected:
+                self._measure_layer(probe, final=True)
+
     def measurements(self) -> Dict[str, Any]:
         """A JSON-ready summary of everything measured so far."""
+        self._guard("layers", self._finish_layers)
         ratio = self._guard("weights", self.update_ratio)
         layer_norms: Dict[str, List[float]] = {}
         for name, series in self.param_norms.items():

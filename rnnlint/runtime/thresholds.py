@@ -7,7 +7,7 @@ Each default was chosen from measurements on fixtures/runtime (see rules/RNN9xx-
 from __future__ import annotations
 
 from dataclasses import asdict, dataclass, fields, replace
-from typing import Any, Dict, Mapping, Union
+from typing import Any, Dict, Mapping, Tuple, Union
 
 
 @dataclass(frozen=True)
@@ -55,3 +55,16 @@ class Thresholds:
     def as_dict(self) -> Dict[str, Any]:
         return asdict(self)
 
+
+
+# The options each rule reads (its doc's Options section documents exactly these).
+OPTIONS_BY_CODE: Dict[str, Tuple[str, ...]] = {
+    "RNN901": ("grad_norm_max", "grad_growth_max", "grad_spike_factor", "bptt_growth_factor"),
+    "RNN902": ("decay_factor_min", "memory_fraction_min"),
+    "RNN903": ("sensitivity_ratio_max",),
+    "RNN904": ("lr_curvature_max", "hessian_iterations"),
+    "RNN905": ("input_mean_max", "input_std_max", "input_std_min"),
+    "RNN906": ("saturation_fraction_max",),
+    "RNN907": (),
+    "RNN908": ("loss_change_min", "update_ratio_min"),
+}

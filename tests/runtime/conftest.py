@@ -1,0 +1,3 @@
+from runtime_support import quiet_env
+
+quiet_env()
