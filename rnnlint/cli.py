@@ -87,6 +87,13 @@ def check(
     no_config: bool = typer.Option(False, "--no-config", help="Ignore every config file."),
     quiet: bool = typer.Option(False, "-q", "--quiet", help="Only the findings: no code frames, no summary."),
     output: Optional[str] = typer.Option(None, "-o", "--output", help="Write the report to this file instead of stdout."),
+    runtime: bool = typer.Option(False, "--runtime", help="Also run each given script for a few real training steps and measure (needs torch). Script arguments go after --."),
+    steps: int = typer.Option(20, "--steps", min=1, help="Runtime: optimizer steps to probe."),
+    timeout: float = typer.Option(120.0, "--timeout", min=1.0, help="Runtime: seconds before the script is stopped."),
+    device: str = typer.Option("auto", "--device", help="Runtime: cpu, cuda or auto."),
+    seed: int = typer.Option(0, "--seed", help="Runtime: random seed."),
+    curvature: bool = typer.Option(False, "--curvature", help="Runtime: estimate the top Hessian eigenvalue (RNN904)."),
+    plots: Optional[str] = typer.Option(None, "--plots", help="Runtime: write PNG figures to this directory."),
 ) -> None:
     """Check Python files for RNN training pitfalls."""
     from rnnlint.config import ConfigError, parse_fail_on, resolve_config, split_selectors
@@ -121,6 +128,11 @@ def check(
         result.findings.extend(file_result.findings)
         result.errors.extend(file_result.errors)
     result.files_checked = len(files)
+    if runtime:
+        if device not in ("cpu", "cuda", "auto"):
+            raise _fail(f"--device must be cpu, cuda or auto (got {device!r})")
+        _add_runtime(result, [p for p in targets if p not in missing], steps=steps, timeout=timeout,
+                     device=device, seed=seed, curvature=curvature, plots_dir=plots)
     result.findings.sort(key=lambda f: f.sort_key())
 
     reporter = get_reporter(output_format.value)
@@ -130,6 +142,25 @@ def check(
     else:
         reporter(result, stream=sys.stdout, quiet=quiet)
     raise typer.Exit(exit_code(result, config.fail_on))
+
+
+def _add_runtime(result, paths, **options) -> None:  # type: ignore[no-untyped-def]
+    """Run the runtime probe (imported only here: the static path never loads torch) and mark
+    the static findings that a measurement confirms."""
+    import dataclasses
+
+    from rnnlint.runtime.cli_bridge import run_for_cli
+
+    findings, errors, text = run_for_cli(paths, SCRIPT_ARGS, **options)
+    confirms = {(f.path, f.extra.get("confirms")): f.code for f in findings if f.extra.get("confirms")}
+    for i, static in enumerate(result.findings):
+        by = confirms.get((static.path, static.code))
+        if by:
+            result.findings[i] = dataclasses.replace(static, message=f"{static.message} (confirmed at runtime: {by})")
+    result.findings.extend(findings)
+    result.errors.extend(errors)
+    if text:
+        result.notes.append(text)
 
 
 def exit_code(result, fail_on) -> int:  # type: ignore[no-untyped-def]
@@ -203,9 +234,18 @@ def explain(code_or_name: str = typer.Argument(..., help="A rule code (RNN101) o
     typer.echo(doc.read_text(encoding="utf-8"))
 
 
+SCRIPT_ARGS: List[str] = []
+
+
 def main() -> None:
+    # `rnnlint check --runtime train.py -- --epochs 3`: what follows -- belongs to the script.
+    argv = sys.argv[1:]
+    if "--runtime" in argv and "--" in argv:
+        cut = argv.index("--")
+        SCRIPT_ARGS[:] = argv[cut + 1:]
+        argv = argv[:cut]
     try:
-        app()
+        app(args=argv, prog_name="rnnlint")
     except KeyboardInterrupt:
         typer.echo("rnnlint: interrupted", err=True)
         sys.exit(130)

@@ -6,7 +6,7 @@ import json
 import textwrap
 from pathlib import Path
 
-from conftest import run_cli
+from lintutil import run_cli
 
 BUGGY = textwrap.dedent(
     """\
@@ -214,7 +214,7 @@ def test_directory_walk_skips_virtualenvs_and_excludes(tmp_path):
     assert len(findings(proc)) == 2
 
 
-def test_rules_and_explain(root):
+def test_rules_and_explain():
     proc = run_cli("rules", "--format", "json")
     data = json.loads(proc.stdout)
     assert proc.returncode == 0

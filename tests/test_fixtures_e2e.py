@@ -5,7 +5,7 @@ from __future__ import annotations
 import json
 from pathlib import Path
 
-from conftest import ROOT, run_cli
+from lintutil import ROOT, run_cli
 
 FIXTURES = ROOT / "fixtures"
 

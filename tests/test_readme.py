@@ -4,7 +4,7 @@ from __future__ import annotations
 
 import re
 
-from conftest import ROOT
+from lintutil import ROOT
 
 from rnnlint.cli import rules_markdown
 

@@ -4,7 +4,7 @@ from __future__ import annotations
 
 import json
 
-from conftest import run_cli
+from lintutil import run_cli
 
 from rnnlint.config import Config
 from rnnlint.engine import check_file, check_source

@@ -5,7 +5,7 @@ from __future__ import annotations
 import subprocess
 import sys
 
-from conftest import ROOT, codes, lint
+from lintutil import ROOT, codes, lint
 
 
 def test_check_imports_no_torch_or_tensorflow():

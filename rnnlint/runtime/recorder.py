@@ -81,7 +81,7 @@ class Recorder:
         self._param_names: Dict[int, str] = {}
         self._roots: List[nn.Module] = []
         self._not_custom: "weakref.WeakSet[nn.Module]" = weakref.WeakSet()
-        self._optimizers: "weakref.WeakSet[torch.optim.Optimizer]" = weakref.WeakSet()
+        self._optimizers: List["weakref.ref[torch.optim.Optimizer]"] = []  # in construction order
         self._snapshot: Optional[List[tuple]] = None
         self._depth = 0
         self._forward_id = 0
@@ -125,28 +125,22 @@ class Recorder:
         self._restore.append(lambda: setattr(owner, name, original))
 
     def track(self, opt: torch.optim.Optimizer) -> None:
-        """An optimizer built before the recorder was installed (its __init__ was not seen)."""
-        self._optimizers.add(opt)
+        """Remember an optimizer (those built before the recorder was installed are not seen)."""
+        if not any(ref() is opt for ref in self._optimizers):
+            self._optimizers.append(weakref.ref(opt))
 
     def _muted(self) -> bool:
         return self._busy or os.getpid() != self._pid
 
     def _guard(self, what: str, fn: Callable[..., Any], *args: Any) -> Any:
-        """Run a measurement with hooks muted; a failure is noted, never raised into user code.
-
-        Measurements are long chains of tiny ops; intra-op threads only add synchronisation to
-        them (10x slower on a busy 2-core machine), so they run on one thread.
-        """
+        """Run a measurement with hooks muted; a failure is noted, never raised into user code."""
         self._busy = True
-        threads = torch.get_num_threads()
-        torch.set_num_threads(1)
         try:
             return fn(*args)
         except Exception as exc:  # noqa: BLE001
             self.internal_errors.append(f"{what}: {type(exc).__name__}: {exc}")
             return None
         finally:
-            torch.set_num_threads(threads)
             self._busy = False
 
     # ---- wrappers ----------------------------------------------------------------------------
@@ -163,7 +157,7 @@ class Recorder:
 
         def __init__(opt: Any, *args: Any, **kwargs: Any) -> None:
             original(opt, *args, **kwargs)
-            recorder._optimizers.add(opt)
+            recorder.track(opt)
 
         return __init__
 
@@ -203,10 +197,13 @@ class Recorder:
         for qual, param in root.named_parameters():
             self._param_names.setdefault(id(param), qual)
 
-    def _post_forward(self, module: nn.Module, args: Any, kwargs: Any, output: Any) -> None:
+    def _post_forward(self, module: nn.Module, args: Any, *rest: Any) -> None:
+        # (kwargs, output) normally; after a forward raised, torch calls always-call hooks with
+        # (args, None) only, even when they were registered with_kwargs.
         if self._muted() or not self._in_scope(module):
             return
         self._depth = max(0, self._depth - 1)
+        kwargs, output = (rest[0], rest[1]) if len(rest) == 2 else ({}, rest[-1])
         if output is None:
             return  # the forward raised
         if self.nonfinite is None:
@@ -270,8 +267,8 @@ class Recorder:
         return result
 
     def _latest_optimizer(self) -> Optional[torch.optim.Optimizer]:
-        opts = list(self._optimizers)
-        return opts[-1] if opts else None
+        alive = [opt for opt in (ref() for ref in self._optimizers) if opt is not None]
+        return alive[-1] if alive else None
 
     @staticmethod
     def _optimizer_summary(opt: Optional[torch.optim.Optimizer]) -> Dict[str, Any]:
@@ -284,11 +281,12 @@ class Recorder:
 
     # ---- optimizer steps ---------------------------------------------------------------------
     def _pre_step(self, opt: torch.optim.Optimizer, args: Any, kwargs: Any) -> None:
+        self._depth = 0  # no step happens inside a forward: a stale count cannot survive a step
         if not self._muted():
             self._guard("step", self._measure_step, opt)
 
     def _measure_step(self, opt: torch.optim.Optimizer) -> None:
-        self._optimizers.add(opt)
+        self.track(opt)
         if self.optimizer_info is None:
             self.optimizer_info = self._optimizer_summary(opt)
         params = [p for g in opt.param_groups for p in g["params"] if p.grad is not None]
@@ -298,9 +296,12 @@ class Recorder:
             float("nan") if any(math.isnan(n) for n in norms) else float("inf"))
         self.grad_norms.append(total)
         names = [self._param_names.get(id(p), f"param{i}") for i, p in enumerate(params)]
-        for name, value in zip(names, norms):
-            if name in self.param_norms or len(self.param_norms) < MAX_NAMED_PARAMS:
-                self.param_norms.setdefault(name, [float("nan")] * self.step).append(value)
+        current = dict(zip(names, norms))
+        for name in names:
+            if name not in self.param_norms and len(self.param_norms) < MAX_NAMED_PARAMS:
+                self.param_norms[name] = [float("nan")] * self.step  # NaN: no gradient at that step
+        for name, series in self.param_norms.items():
+            series.append(current.get(name, float("nan")))
         if self.nonfinite is None:
             bad = next(((n, v) for n, v in zip(names, norms) if not math.isfinite(v)), None)
             if bad is not None:
@@ -318,11 +319,17 @@ class Recorder:
                 probe.note_gradients()
 
     def _measure_layer(self, probe: LayerProbe, final: bool = False) -> None:
+        # A layer's analyses are chains of tiny per-time-step ops: intra-op threads only add
+        # synchronisation to them (measured 10x slower on a busy 2-core machine).
+        threads = torch.get_num_threads()
+        torch.set_num_threads(1)
         try:
             probe.measure(self.seed, final)
         except Exception as exc:  # noqa: BLE001 - keep the layer, without its measurements
             self.internal_errors.append(f"layer '{probe.name}': {type(exc).__name__}: {exc}")
             probe.result = probe.record(dldh=None, dldh_note=f"measurement failed: {type(exc).__name__}")
+        finally:
+            torch.set_num_threads(threads)
 
     def _take_snapshot(self) -> List[tuple]:
         params = [p for root in self._roots for p in root.parameters() if p.requires_grad]

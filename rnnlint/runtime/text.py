@@ -103,6 +103,8 @@ def render(measurements: Dict[str, Any], findings: Sequence[Finding], title: str
     if cur:
         lines.append(f"  top Hessian eigenvalue {_g(cur.get('top_eigenvalue'))}, lr {_g(cur.get('lr'))}"
                      + (f" ({cur['note']})" if cur.get("note") else ""))
+    if m.get("internal_errors"):
+        lines.append("  note: some measurements failed and were left out: " + "; ".join(m["internal_errors"][:3]))
     if findings:
         lines.extend(f"  {f.code} {f.name}: {f.message}" for f in findings)
     else:

@@ -6,7 +6,6 @@ import textwrap
 from pathlib import Path
 from typing import List, Optional
 
-import pytest
 
 from rnnlint.config import Config
 from rnnlint.engine import check_source
@@ -40,6 +39,3 @@ def run_cli(*args: str, cwd: Optional[Path] = None, input: Optional[str] = None)
     )
 
 
-@pytest.fixture
-def root() -> Path:
-    return ROOT
