@@ -30,7 +30,6 @@ class OutputFormat(str, enum.Enum):
     text = "text"
     json = "json"
     github = "github"
-    sarif = "sarif"
 
 
 class FailOn(str, enum.Enum):

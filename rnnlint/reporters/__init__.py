@@ -36,8 +36,6 @@ def get_reporter(name: str) -> Callable[..., None]:
         from rnnlint.reporters.json_report import report
     elif name == "github":
         from rnnlint.reporters.github import report
-    elif name == "sarif":
-        from rnnlint.reporters.sarif import report
     else:
         from rnnlint.reporters.text import report
     return report
