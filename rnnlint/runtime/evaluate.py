@@ -66,6 +66,11 @@ def evaluate(measurements: Dict[str, Any], thresholds: Thresholds, locator: Loca
     return out
 
 
+def _finite(value: Any) -> bool:
+    """A measured number that is finite (None marks a step where nothing was measured)."""
+    return isinstance(value, (int, float)) and math.isfinite(value)
+
+
 def _layers(m: Dict[str, Any]) -> List[Dict[str, Any]]:
     return list(m.get("layers") or [])
 
@@ -85,7 +90,7 @@ def _rnn901(m: Dict[str, Any], th: Thresholds, loc: Locator) -> List[Finding]:
     reasons: List[str] = []
     # A non-finite gradient under a finite loss is an overflow; a NaN loss is RNN907's (bad data).
     for step, value in enumerate(norms):
-        loss_ok = step < len(losses) and math.isfinite(losses[step])
+        loss_ok = step < len(losses) and _finite(losses[step])
         if not math.isfinite(value) and loss_ok:
             reasons.append(f"the gradient norm became {value} at step {step + 1} while the loss was finite")
             break
@@ -264,8 +269,8 @@ def _rnn907(m: Dict[str, Any], th: Thresholds, loc: Locator) -> List[Finding]:
 
 def _rnn908(m: Dict[str, Any], th: Thresholds, loc: Locator) -> List[Finding]:
     losses = m.get("loss") or []
-    if len(losses) < 2 or any(not math.isfinite(v) for v in losses):
-        return []
+    if len(losses) < 2 or any(v is not None and not _finite(v) for v in losses):
+        return []  # a non-finite loss is RNN907's; steps without a loss (None) are skipped
     change = relative_range(losses)
     update = m.get("update_ratio")
     frozen = [layer["name"] for layer in _layers(m) if layer.get("received_grad") is False]
@@ -281,7 +286,9 @@ def _rnn908(m: Dict[str, Any], th: Thresholds, loc: Locator) -> List[Finding]:
                        "before them?)")
     if not reasons:
         return []
-    message = ("loss not moving: " + "; ".join(reasons) + f" (loss {_g(losses[0])} -> {_g(losses[-1])}). "
+    known = [v for v in losses if v is not None]
+    span = f" (loss {_g(known[0])} -> {_g(known[-1])})" if known else ""
+    message = ("loss not moving: " + "; ".join(reasons) + f"{span}. "
                "Check that the optimizer holds this model's parameters, that the learning rate is not 0, "
                "and that no detach()/no_grad cuts the graph")
     extra = {"measured": {"loss_relative_change": change, "update_ratio": update, "frozen_layers": frozen,
