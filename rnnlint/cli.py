@@ -30,6 +30,7 @@ class OutputFormat(str, enum.Enum):
     text = "text"
     json = "json"
     github = "github"
+    sarif = "sarif"
 
 
 class FailOn(str, enum.Enum):
@@ -86,6 +87,11 @@ def check(
     no_config: bool = typer.Option(False, "--no-config", help="Ignore every config file."),
     quiet: bool = typer.Option(False, "-q", "--quiet", help="Only the findings: no code frames, no summary."),
     output: Optional[str] = typer.Option(None, "-o", "--output", help="Write the report to this file instead of stdout."),
+    baseline: Optional[str] = typer.Option(None, "--baseline", help="Leave out the findings recorded in this baseline file (JSON)."),
+    write_baseline: bool = typer.Option(False, "--write-baseline", help="Record every finding in the --baseline file and exit 0."),
+    jobs: int = typer.Option(0, "-j", "--jobs", min=0, help="Worker processes for many files [default: 0 = one per CPU]."),
+    no_cache: bool = typer.Option(False, "--no-cache", help="Neither read nor write the content cache."),
+    cache_dir: Optional[str] = typer.Option(None, "--cache-dir", help="Cache directory [default: .rnnlint_cache next to the config, or RNNLINT_CACHE_DIR]."),
     runtime: bool = typer.Option(False, "--runtime", help="Also run each given script for a few real training steps and measure (needs torch). Script arguments go after --."),
     steps: int = typer.Option(20, "--steps", min=1, help="Runtime: optimizer steps to probe."),
     timeout: float = typer.Option(120.0, "--timeout", min=1.0, help="Runtime: seconds before the script is stopped."),
@@ -97,7 +103,6 @@ def check(
     """Check Python files for RNN training pitfalls."""
     from rnnlint.config import ConfigError, parse_fail_on, resolve_config, split_selectors
     from rnnlint.discovery import discover
-    from rnnlint.engine import check_file
     from rnnlint.findings import FileError
     from rnnlint.reporters import RunResult, get_reporter
     from rnnlint.rules import valid_selector
@@ -117,15 +122,16 @@ def check(
             config.fail_on = parse_fail_on(fail_on.value, "--fail-on")
     except ConfigError as exc:
         raise _fail(str(exc))
+    known = _load_baseline(baseline, write_baseline)
 
     files, missing = discover(targets, config.root, config.exclude)
     result = RunResult()
     for path in missing:
         result.errors.append(FileError(path, "no such file or directory", kind="read"))
-    for path in files:
-        file_result = check_file(path, config)
-        result.findings.extend(file_result.findings)
-        result.errors.extend(file_result.errors)
+    outcome = _run_static(files, config, jobs, None if no_cache else cache_dir, no_cache,
+                          show_progress=output_format is OutputFormat.text)
+    result.findings.extend(outcome.findings)
+    result.errors.extend(outcome.errors)
     result.files_checked = len(files)
     if runtime:
         if device not in ("cpu", "cuda", "auto"):
@@ -133,6 +139,11 @@ def check(
         _add_runtime(result, [p for p in targets if p not in missing], steps=steps, timeout=timeout,
                      device=device, seed=seed, curvature=curvature, plots_dir=plots)
     result.findings.sort(key=lambda f: f.sort_key())
+    from rnnlint.fingerprint import find_root
+
+    result.root = str(find_root(targets, config.root))
+    if baseline is not None:
+        _use_baseline(result, baseline, known, files, quiet)
 
     reporter = get_reporter(output_format.value)
     if output:
@@ -141,6 +152,52 @@ def check(
     else:
         reporter(result, stream=sys.stdout, quiet=quiet)
     raise typer.Exit(exit_code(result, config.fail_on))
+
+
+def _run_static(files: List[str], config, jobs: int, cache_dir: Optional[str], no_cache: bool,  # type: ignore[no-untyped-def]
+                show_progress: bool):
+    """The static check of every file: cache, import order, worker processes (rnnlint.runner)."""
+    from rnnlint.cache import Cache, cache_dir_for
+    from rnnlint.runner import run
+
+    cache = None if no_cache else Cache(cache_dir_for(config.root, config.cache_dir, cache_dir))
+    if not show_progress or len(files) < 50 or not sys.stderr.isatty():
+        return run(files, config, jobs=jobs, cache=cache)
+    from rich.console import Console
+    from rich.progress import BarColumn, MofNCompleteColumn, Progress, TextColumn, TimeElapsedColumn
+
+    # Refreshed by hand from the run's callback: no refresh thread, so forking workers is safe.
+    with Progress(TextColumn("checking"), BarColumn(), MofNCompleteColumn(), TimeElapsedColumn(),
+                  console=Console(stderr=True), transient=True, auto_refresh=False) as bar:
+        task = bar.add_task("check", total=None)
+
+        def update(done: int, total: int) -> None:
+            bar.update(task, completed=done, total=total)
+            bar.refresh()
+
+        return run(files, config, jobs=jobs, cache=cache, progress=update)
+
+
+@app.command()
+def clean(
+    cache_dir: Optional[str] = typer.Option(None, "--cache-dir", help="The cache directory to remove."),
+    config_file: Optional[str] = typer.Option(None, "--config", help="Config file that names the cache directory."),
+) -> None:
+    """Remove the content cache."""
+    from rnnlint.cache import cache_dir_for
+    from rnnlint.cache import clean as remove_cache
+    from rnnlint.config import ConfigError, resolve_config
+
+    try:
+        config, _ = resolve_config(["."], config_file, False)
+    except ConfigError as exc:
+        raise _fail(str(exc))
+    directory = cache_dir_for(config.root, config.cache_dir, cache_dir)
+    try:
+        removed = remove_cache(directory)
+    except OSError as exc:
+        raise _fail(str(exc))
+    typer.echo(f"rnnlint: removed {directory}" if removed else f"rnnlint: no cache at {directory}")
 
 
 def _add_runtime(result, paths, **options) -> None:  # type: ignore[no-untyped-def]
@@ -160,6 +217,43 @@ def _add_runtime(result, paths, **options) -> None:  # type: ignore[no-untyped-d
     result.errors.extend(errors)
     if text:
         result.notes.append(text)
+
+
+def _load_baseline(path: Optional[str], write: bool):  # type: ignore[no-untyped-def]
+    """The baseline's entries before any file is checked, so a bad file fails fast (exit 2)."""
+    from rnnlint.baseline import BaselineError, load_baseline
+
+    if write and path is None:
+        raise _fail("--write-baseline needs --baseline FILE")
+    if path is None or write:
+        return None
+    try:
+        return load_baseline(path)
+    except BaselineError as exc:
+        raise _fail(str(exc))
+
+
+def _use_baseline(result, path: str, known, files: List[str], quiet: bool) -> None:  # type: ignore[no-untyped-def]
+    """--write-baseline: record the findings and exit 0; --baseline: drop the recorded ones."""
+    from rnnlint.baseline import BaselineError, apply_baseline, write_baseline
+
+    root = Path(result.root)
+    if known is None:
+        try:
+            count = write_baseline(path, result.findings, root)
+        except BaselineError as exc:
+            raise _fail(str(exc))
+        for e in result.errors:
+            typer.echo(f"rnnlint: warning: {e.path}: {e.message} (the baseline may miss its findings)", err=True)
+        typer.echo(f"rnnlint: wrote {count} finding{'s' if count != 1 else ''} to baseline {path}", err=True)
+        raise typer.Exit(0)
+    result.findings, dropped, fixed = apply_baseline(result.findings, known, root, files)
+    if (dropped or fixed) and not quiet:
+        result.notes.append(
+            f"Baseline {path}: {dropped} known finding{'s' if dropped != 1 else ''} not shown"
+            + (f"; {fixed} recorded finding{'s are' if fixed != 1 else ' is'} gone (rewrite it with --write-baseline)" if fixed else "")
+            + "."
+        )
 
 
 def exit_code(result, fail_on) -> int:  # type: ignore[no-untyped-def]

@@ -3,14 +3,14 @@
 from __future__ import annotations
 
 import ast
-import io
 import re
-import tokenize
 from dataclasses import dataclass, field
-from typing import Dict, List, Optional, Sequence, Type
+from typing import Any, Dict, List, Optional, Sequence, Type
 
 import libcst as cst
 
+from rnnlint.analysis.project import ProjectView
+from rnnlint.analysis.project import summarize as summarize_module
 from rnnlint.analysis.values import Evaluator
 from rnnlint.analysis.walker import collect_facts
 from rnnlint.config import Config
@@ -18,10 +18,9 @@ from rnnlint.findings import FileError, Finding
 from rnnlint.positions import positions
 from rnnlint.rules import STATIC_RULES, matches
 from rnnlint.rules.base import Context, Report, Rule
+from rnnlint.source import PREFILTER, decode, load, read_source  # noqa: F401 - re-exported
 from rnnlint.suppressions import is_suppressed, skips_file
 
-# A file that mentions none of these cannot hold what the rules look for.
-PREFILTER = ("torch", "keras", "tensorflow", "lightning")
 
 
 @dataclass
@@ -29,21 +28,12 @@ class FileResult:
     path: str
     findings: List[Finding] = field(default_factory=list)
     errors: List[FileError] = field(default_factory=list)
-
-
-def decode(path: str, data: bytes) -> str:
-    """Source text from bytes, honouring a BOM or coding cookie (PEP 263)."""
-    encoding, _ = tokenize.detect_encoding(io.BytesIO(data).readline)
-    text = data.decode(encoding)
-    if text.startswith("\ufeff"):
-        text = text[1:]
-    return text
-
-
-def read_source(path: str) -> str:
-    with open(path, "rb") as handle:
-        data = handle.read()
-    return decode(path, data)
+    # What the file exports to importing files (rnnlint.analysis.project), when asked for.
+    summary: Optional[Dict[str, Any]] = None
+    # Only with check_source(keep_reports=True), for --fix: the parsed module and the
+    # reports behind the findings (suppressed ones left out), with their fixes.
+    reports: List[Report] = field(default_factory=list, repr=False, compare=False)
+    module: Optional[cst.Module] = field(default=None, repr=False, compare=False)
 
 
 def rules_for(path: str, config: Config) -> List[Type[Rule]]:
@@ -56,22 +46,25 @@ def rules_for(path: str, config: Config) -> List[Type[Rule]]:
 
 
 def check_file(path: str, config: Config) -> FileResult:
-    try:
-        text = read_source(path)
-    except FileNotFoundError:
-        return FileResult(path, errors=[FileError(path, "file vanished before it could be read", kind="read")])
-    except IsADirectoryError:
-        return FileResult(path, errors=[FileError(path, "is a directory", kind="read")])
-    except OSError as exc:
-        return FileResult(path, errors=[FileError(path, f"cannot read file: {exc.strerror or exc}", kind="read")])
-    except (SyntaxError, UnicodeDecodeError, LookupError) as exc:
-        return FileResult(path, errors=[FileError(path, f"cannot decode file: {exc}", kind="read")])
+    text, error = load(path)
+    if text is None:
+        return FileResult(path, errors=[error] if error else [])
     return check_source(path, text, config)
 
 
-def check_source(path: str, text: str, config: Config, rules: Optional[Sequence[Type[Rule]]] = None) -> FileResult:
+def check_source(
+    path: str,
+    text: str,
+    config: Config,
+    rules: Optional[Sequence[Type[Rule]]] = None,
+    keep_reports: bool = False,
+    project: Optional[ProjectView] = None,
+    summarize: bool = False,
+) -> FileResult:
+    """Check one file's text. `project` holds the summaries of the checked files it imports;
+    with `summarize`, the result carries this file's own summary for the files importing it."""
     result = FileResult(path)
-    if not any(word in text for word in PREFILTER) or skips_file(text):
+    if skips_file(text) or (not summarize and not any(word in text for word in PREFILTER)):
         return result
     too_deep = _too_deep(text)
     if too_deep:
@@ -97,6 +90,7 @@ def check_source(path: str, text: str, config: Config, rules: Optional[Sequence[
         result.errors.append(FileError(path, "expression nesting too deep to analyse", kind="parse"))
         return result
     evaluator = Evaluator(facts)
+    evaluator.project = project
     rule_classes = rules if rules is not None else rules_for(path, config)
     reports: List[Report] = []
     for rule_class in rule_classes:
@@ -116,8 +110,15 @@ def check_source(path: str, text: str, config: Config, rules: Optional[Sequence[
             )
             continue
         reports.extend(ctx.reports)
+    if summarize:
+        try:
+            result.summary = summarize_module(facts, evaluator)
+        except RecursionError:
+            result.summary = None
+    if keep_reports:
+        result.module = module
     if reports:
-        result.findings = _locate(path, text, module, reports)
+        result.findings = _locate(path, text, module, reports, result.reports if keep_reports else None)
     return result
 
 
@@ -161,7 +162,9 @@ def _syntax_error(path: str, text: str, exc: "cst.ParserSyntaxError") -> FileErr
     return FileError(path, f"syntax error: {message}", line=exc.raw_line, column=exc.raw_column + 1)
 
 
-def _locate(path: str, text: str, module: cst.Module, reports: List[Report]) -> List[Finding]:
+def _locate(
+    path: str, text: str, module: cst.Module, reports: List[Report], kept: Optional[List[Report]] = None
+) -> List[Finding]:
     wanted = []
     for report in reports:
         wanted.append(report.node)
@@ -186,5 +189,7 @@ def _locate(path: str, text: str, module: cst.Module, reports: List[Report]) -> 
         if report.refs:
             message = message.format(**{k: where.get(id(n), (0,))[0] for k, n in report.refs.items()})
         finding = Finding(path, line, column, end_line, end_column, meta.code, meta.name, meta.severity, message)
+        if kept is not None and (line, column, meta.code) not in findings:
+            kept.append(report)
         findings.setdefault((line, column, meta.code), finding)
     return sorted(findings.values(), key=Finding.sort_key)

@@ -16,7 +16,7 @@ from typing import Any, Dict, List, Optional, Set, Tuple
 import libcst as cst
 
 from rnnlint.analysis.facts import CallFact, ModuleFacts, Scope
-from rnnlint.analysis.names import dotted_name
+from rnnlint.analysis.names import dotted_name, resolve
 
 
 class _Unknown:
@@ -63,6 +63,9 @@ class Evaluator:
         self._active: Set[Tuple[int, int]] = set()
         self._construction_sites: Dict[str, List[CallFact]] = {}
         self._self_attrs: Dict[int, Dict[str, List[Tuple[cst.BaseExpression, Scope]]]] = {}
+        # Whole-project facts (rnnlint.analysis.project.ProjectView) when a directory is checked:
+        # constants imported from other checked files (`from config import SEQ_LEN`).
+        self.project: Any = None
 
     # -- public ---------------------------------------------------------------------
 
@@ -206,6 +209,8 @@ class Evaluator:
                     return UNKNOWN
                 return self.value(values[0], current)
             current = current.parent
+        if self.project is not None and name in self.facts.aliases:
+            return self.project.constant(resolve(name, self.facts.aliases))
         return UNKNOWN
 
     def _param(self, function: Scope, name: str) -> Any:
@@ -257,6 +262,10 @@ class Evaluator:
             return base.fields.get(attr, UNKNOWN)
         if isinstance(base, _LazyDict):
             return UNKNOWN
+        if self.project is not None and base_name is not None and base_name.split(".")[0] in self.facts.aliases:
+            imported = self.project.constant(resolve(base_name + "." + attr, self.facts.aliases))
+            if known(imported):
+                return imported
         # A class used as a namespace of constants: Config.HIDDEN
         if base_name is not None and base_name in self.facts.classes:
             cls = self.facts.classes[base_name]

@@ -3,7 +3,7 @@
 from __future__ import annotations
 
 from dataclasses import dataclass, field
-from typing import Callable, Dict, List
+from typing import Callable, Dict, List, Optional
 
 from rnnlint.findings import FileError, Finding, Severity
 
@@ -15,6 +15,8 @@ class RunResult:
     files_checked: int = 0
     # Free text some modes add (runtime sparklines); reporters that can show it do.
     notes: List[str] = field(default_factory=list)
+    # The repository root paths are made relative to (SARIF URIs, fingerprints); None: the cwd.
+    root: Optional[str] = None
 
     def summary(self) -> Dict[str, object]:
         by_severity = {s.value: 0 for s in (Severity.ERROR, Severity.WARNING, Severity.INFO)}
@@ -36,6 +38,8 @@ def get_reporter(name: str) -> Callable[..., None]:
         from rnnlint.reporters.json_report import report
     elif name == "github":
         from rnnlint.reporters.github import report
+    elif name == "sarif":
+        from rnnlint.reporters.sarif import report
     else:
         from rnnlint.reporters.text import report
     return report

@@ -16,7 +16,7 @@ _STYLE = {"error": "bold red", "warning": "yellow", "info": "cyan"}
 def _source_lines(path: str, cache: Dict[str, Optional[List[str]]]) -> Optional[List[str]]:
     if path not in cache:
         try:
-            from rnnlint.engine import read_source
+            from rnnlint.source import read_source
 
             cache[path] = read_source(path).splitlines()
         except Exception:  # noqa: BLE001 - a frame is a nicety; never fail the report for it

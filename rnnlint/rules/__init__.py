@@ -15,6 +15,8 @@ from rnnlint.rules import (  # noqa: F401 - imported for registration
     rnn3_data,
     rnn4_dropout,
     rnn5_state,
+    rnn6_architecture,
+    rnn5_shapes,
     rnn9_runtime,
 )
 from rnnlint.rules.base import REGISTRY, RUNTIME_META, Rule, RuleMeta

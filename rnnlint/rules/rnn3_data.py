@@ -7,9 +7,9 @@ from typing import Dict, List, Optional, Set
 
 import libcst as cst
 
+from rnnlint.analysis.dataflow import names_in
 from rnnlint.analysis.facts import CallFact, ModuleFacts
 from rnnlint.analysis.names import dotted_name
-from rnnlint.analysis.recurrent import keras_model_is_recurrent
 from rnnlint.analysis.walker import iter_children
 from rnnlint.findings import Severity
 from rnnlint.rules.base import Context, Rule, RuleMeta, rule
@@ -46,20 +46,7 @@ _EMBEDDINGS = ("torch.nn.Embedding", "keras.layers.Embedding", "keras.layers.Tex
 
 def _names_in(node: cst.CSTNode, out: Set[str]) -> Set[str]:
     """Every dotted name (and each of its prefixes) mentioned in an expression."""
-    stack = [node]
-    while stack:
-        current = stack.pop()
-        dotted = dotted_name(current)
-        if dotted is not None:
-            parts = dotted.split(".")
-            for i in range(1, len(parts) + 1):
-                out.add(".".join(parts[:i]))
-            continue
-        if isinstance(current, (cst.Attribute,)):
-            stack.append(current.value)
-            continue
-        stack.extend(iter_children(current))
-    return out
+    return names_in(node, out)
 
 
 _INDEX_HELPERS = frozenset({"len", "range", "int", "round", "slice", "enumerate"})
@@ -206,7 +193,7 @@ class UnscaledInputs(Rule):
         sinks = self._sinks(ctx, tainted, calls_by_node)
         if sinks:
             call, name, origin = sinks[0]
-            label = ctx.layers[0].label
+            label = ctx.model_label()
             ctx.report(
                 call.node,
                 f"{name} comes from {origin.dotted}() (line {{origin}}) and reaches the "
@@ -227,9 +214,7 @@ class UnscaledInputs(Rule):
                     continue
                 if call.assigned_to and call.assigned_to in later_scaled:
                     continue
-            elif call.method == "fit" and call.qualname is None and keras_model_is_recurrent(
-                ctx.facts, ctx.layers, call.receiver_dotted
-            ):
+            elif call.method == "fit" and call.qualname is None and ctx.keras_model_is_recurrent(call.receiver_dotted):
                 argument = call.arg(0, "x")
             if argument is None or _scales(argument):
                 continue

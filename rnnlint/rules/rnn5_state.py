@@ -11,10 +11,12 @@ import libcst as cst
 from rnnlint.analysis.facts import CallFact, Scope
 from rnnlint.analysis.names import dotted_name
 from rnnlint.analysis.walker import iter_children
-from rnnlint.analysis.recurrent import RecurrentLayer, layer_bound_to
+from rnnlint.analysis.recurrent import RecurrentLayer, keras_model_is_recurrent, layer_bound_to
+from rnnlint.analysis.state_flow import carried_states, expanded_calls, shuffled_source
 from rnnlint.analysis.values import known
 from rnnlint.findings import Severity
-from rnnlint.rules.base import Context, Rule, RuleMeta, rule
+from rnnlint.rules.base import Context, Edit, Fix, Rule, RuleMeta, rule
+from rnnlint.rules.edits import expr
 
 STATE_FACTORIES = frozenset(
     "torch." + n for n in ("zeros", "ones", "randn", "rand", "empty", "full", "normal")
@@ -31,6 +33,7 @@ class StateTensor:
     creation: CallFact
     dims: List[cst.BaseExpression]
     via_method: Optional[Scope] = None  # init_hidden(...) that builds it
+    layer_call: Optional[CallFact] = None  # self.lstm(x, (h0, c0)) that receives it, when known
 
 
 def _calls_by_node(ctx: Context) -> dict:
@@ -106,7 +109,7 @@ def state_tensors(ctx: Context) -> List[StateTensor]:
                 dims = _dims(creation)
                 if dims is not None:
                     seen.add(id(creation))
-                    out.append(StateTensor(layer, creation, dims))
+                    out.append(StateTensor(layer, creation, dims, layer_call=call))
     # 2. init_hidden()-style methods of a class with a single recurrent layer.
     for cls in ctx.facts.classes.values():
         owned = [l for l in torch_layers if l.owner is cls]
@@ -232,6 +235,10 @@ class H0BatchFirst(Rule):
                     f"batch_first=True on {st.layer.label} changes only the input and output, h0/c0 are "
                     "always (num_layers * num_directions, batch, hidden)",
                     st.creation.stmt,
+                    fix=Fix(
+                        "swap the first two dimensions to (layers, batch, hidden)",
+                        Edit(replace=((st.dims[0], st.dims[1]), (st.dims[1], st.dims[0]))),
+                    ),
                 )
 
 
@@ -296,7 +303,7 @@ class StateFixedBatchSize(Rule):
         if _drops_last(ctx):
             return  # every batch has the full size
         for st in state_tensors(ctx):
-            for fixed, node in self._fixed_dims(ctx, st):
+            for fixed, node, dim in self._fixed_dims(ctx, st):
                 if not _short_last_batch(ctx, fixed):
                     continue
                 ctx.report(
@@ -304,13 +311,18 @@ class StateFixedBatchSize(Rule):
                     f"initial state {_shape_text(ctx, st)} is sized by {fixed}, not by the input's "
                     "batch dimension: the last, smaller batch fails (use x.size(0), or drop_last=True)",
                     _stmt_for(ctx, node, st),
+                    fix=_input_batch_fix(ctx, st, dim) if dim is not None else None,
                 )
 
-    def _fixed_dims(self, ctx: Context, st: StateTensor) -> Iterator[Tuple[str, cst.CSTNode]]:
+    def _fixed_dims(
+        self, ctx: Context, st: StateTensor
+    ) -> Iterator[Tuple[str, cst.CSTNode, Optional[cst.BaseExpression]]]:
+        """(the constant's text, the node to report, the dimension to replace when it is in
+        the creation itself)."""
         for dim in st.dims:
             fixed = _fixed_batch_expr(ctx, dim, st.creation.scope)
             if fixed is not None:
-                yield fixed, st.creation.node
+                yield fixed, st.creation.node, dim
                 return
             # init_hidden(self, batch_size): the size comes from the call sites.
             if st.via_method is not None and isinstance(dim, cst.Name) and dim.value in st.via_method.params:
@@ -323,8 +335,30 @@ class StateFixedBatchSize(Rule):
                         continue
                     fixed = _fixed_batch_expr(ctx, given, call.scope)
                     if fixed is not None:
-                        yield fixed, call.node
+                        yield fixed, call.node, None
                 return
+
+
+def _input_batch_fix(ctx: Context, st: StateTensor, dim: cst.BaseExpression) -> Optional[Fix]:
+    """Size the state by the input of the layer call that receives it: x.size(0) when the
+    layer is batch_first, x.size(1) otherwise. Only when that input is certain: a parameter of
+    the same function, never reassigned there, passed unchanged, and no packed sequences in
+    the file (a PackedSequence has no batch axis to read)."""
+    call, scope = st.layer_call, st.creation.scope
+    if call is None or call.scope is not scope:
+        return None
+    given = call.arg(0, "input")
+    if not isinstance(given, cst.Name) or given.value not in scope.params or given.value in scope.assigns:
+        return None
+    if given.value == (scope.param_order[0] if scope.is_method() and scope.param_order else None):
+        return None
+    batch_first = st.layer.get("batch_first")
+    if batch_first not in (True, False):
+        return None
+    if any((c.method or "").startswith("pack_") or "PackedSequence" in (c.dotted or "") for c in ctx.facts.calls):
+        return None
+    text = f"{given.value}.size({0 if batch_first else 1})"
+    return Fix(f"size the state by the input's batch dimension, {text}", lambda: Edit(replace=((dim, expr(text)),)))
 
 
 def _stmt_for(ctx: Context, node: cst.CSTNode, st: StateTensor) -> Optional[cst.CSTNode]:
@@ -332,3 +366,405 @@ def _stmt_for(ctx: Context, node: cst.CSTNode, st: StateTensor) -> Optional[cst.
         return st.creation.stmt
     call = _calls_by_node(ctx).get(id(node))
     return call.stmt if call is not None else None
+
+
+# -- states carried across batches (RNN507, RNN512) ------------------------------------------
+
+
+def _callee_text(ctx: Context, call: CallFact) -> str:
+    text = ctx.facts.module.code_for_node(call.node.func).replace("{", "(").replace("}", ")")
+    return text if len(text) <= 40 else (call.method or "model")
+
+
+@rule(
+    RuleMeta(
+        "RNN507",
+        "hidden-not-detached",
+        Severity.WARNING,
+        ("torch",),
+        "A hidden state carried from one batch to the next without detach(): backward() reaches into every earlier batch.",
+    )
+)
+class HiddenNotDetached(Rule):
+    def check(self, ctx: Context) -> None:
+        for carry in carried_states(ctx.facts, ctx.layers):
+            if carry.detached or not carry.crosses_backward:
+                continue
+            retain = any(
+                c.method == "backward" and c.kwarg("retain_graph") is not None
+                for c in expanded_calls(ctx.facts, carry.loop.calls)
+            )
+            tail = (
+                "; retain_graph=True only hides the error while every step backpropagates through all earlier batches"
+                if retain
+                else " (or fails with 'Trying to backward through the graph a second time')"
+            )
+            ctx.report(
+                carry.call.node,
+                f"{carry.label!s} returned by {_callee_text(ctx, carry.call)}(...) is fed back into it on the "
+                f"next batch without detach(): backward() reaches into the previous batches' graph{tail}; "
+                f"detach it each batch (e.g. {carry.names[0]} = repackage_hidden({carry.names[0]}))",
+                carry.call.stmt,
+            )
+
+
+_KERAS_FIT = frozenset({"fit", "fit_generator"})
+
+
+@rule(
+    RuleMeta(
+        "RNN512",
+        "state-leaks-across-sequences",
+        Severity.WARNING,
+        ("torch", "keras"),
+        "The final state of one batch seeds the next batch while the batches are unrelated (shuffled), or keras stateful=True with shuffle.",
+    )
+)
+class StateLeaksAcrossSequences(Rule):
+    def check(self, ctx: Context) -> None:
+        for carry in carried_states(ctx.facts, ctx.layers):
+            source = shuffled_source(ctx.facts, ctx.evaluator, carry.loop)
+            if source is None:
+                continue
+            ctx.report(
+                carry.call.node,
+                f"{_callee_text(ctx, carry.call)}(..., {carry.names[0]}) starts each batch from the state "
+                "the previous batch left, but the batches come from a shuffled loader (line {loader}): the "
+                "state belongs to unrelated sequences; start every batch from a fresh state",
+                carry.call.stmt,
+                refs={"loader": source},
+            )
+        self._keras(ctx)
+
+    def _keras(self, ctx: Context) -> None:
+        stateful = [
+            layer for layer in ctx.layers
+            if layer.framework == "keras" and layer.get("stateful") is True
+        ]
+        if not stateful:
+            return
+        fits = [
+            c for c in ctx.facts.calls
+            if c.method in _KERAS_FIT and c.receiver is not None and c.qualname is None and not c.has_star_args
+        ]
+        shuffled = []
+        for fit in fits:
+            if not keras_model_is_recurrent(ctx.facts, ctx.layers, fit.receiver_dotted):
+                continue
+            value = fit.kwarg("shuffle")
+            if value is not None:
+                if ctx.evaluator.value(value, fit.scope) is True:
+                    shuffled.append((fit, "shuffle=True"))
+                continue
+            if _looks_like_dataset(ctx, fit):
+                continue  # fit() ignores shuffle for datasets and generators
+            shuffled.append((fit, "shuffle=True (the default)"))
+        if not shuffled or len(shuffled) != len([f for f in fits if keras_model_is_recurrent(ctx.facts, ctx.layers, f.receiver_dotted)]):
+            return
+        fit, how = shuffled[0]
+        for layer in stateful:
+            ctx.report(
+                layer.call.node,
+                f"{layer.kind}(..., stateful=True) is trained by {fit.dotted}() on line {{fit}} with {how}: each "
+                "batch starts from the state an unrelated batch left; pass shuffle=False (and keep the "
+                "batches in order) or drop stateful=True",
+                layer.call.stmt,
+                refs={"fit": fit.node},
+            )
+
+
+def _looks_like_dataset(ctx: Context, fit: CallFact) -> bool:
+    x = fit.arg(0, "x")
+    if x is None:
+        return True
+    if isinstance(x, cst.Name):
+        values = fit.scope.assigns.get(x.value) or ctx.facts.module_scope.assigns.get(x.value) or []
+        if len(values) != 1:
+            return True
+        x = values[0]
+    text = ctx.facts.module.code_for_node(x)
+    return bool(re.search(r"\.batch\(|Dataset|generator|Sequence|flow", text))
+
+
+# -- initial states created per call (RNN508, RNN513) -----------------------------------------
+
+RANDOM_FACTORIES = frozenset("torch." + n for n in ("randn", "rand", "randn_like", "rand_like", "normal", "randint"))
+_LIKE_FACTORIES = frozenset("torch." + n for n in ("zeros_like", "ones_like", "empty_like", "full_like", "randn_like", "rand_like"))
+_ALL_FACTORIES = STATE_FACTORIES | RANDOM_FACTORIES | _LIKE_FACTORIES
+_MOVE_METHODS = frozenset({"to", "cuda", "type_as"})
+_RANDOM_FILLS = frozenset({"normal_", "uniform_", "random_", "bernoulli_", "exponential_", "cauchy_", "log_normal_"})
+_STATE_CHAIN = _CHAIN_METHODS | _MOVE_METHODS | _RANDOM_FILLS | frozenset({"unsqueeze", "expand", "repeat", "view", "squeeze"})
+_CUDA_TEXT = re.compile(r"cuda|gpu", re.I)
+_DEVICE_NAME = re.compile(r"device|dev$|^dev", re.I)
+
+
+@dataclass(eq=False)
+class CreatedState:
+    creation: CallFact
+    cls: Optional[Scope]
+    where: Scope  # the function whose every call creates it
+    moved: bool  # device=, .to(...), .cuda(), type_as, *_like
+    random: bool
+    in_forward: bool  # created in a method of the model (not in the loop that calls it)
+
+
+def _assign_index(ctx: Context) -> dict:
+    table = ctx.facts.cache.get("assigns_by_scope")
+    if table is None:
+        table = {}
+        for assign in ctx.facts.assigns:
+            table.setdefault((id(assign.scope), assign.target), []).append(assign)
+        ctx.facts.cache["assigns_by_scope"] = table
+    return table  # type: ignore[return-value]
+
+
+def _initial_value(ctx: Context, name: str, scope: Scope, order: int, loop) -> Optional[Tuple[cst.BaseExpression, Optional[int]]]:  # type: ignore[no-untyped-def]
+    """The one assignment of `name` before `order` that is not an update inside `loop`."""
+    candidates = [
+        a for a in _assign_index(ctx).get((id(scope), name), [])
+        if a.order < order and a.aug_op is None and not (loop is not None and loop.contains(a.loop))
+    ]
+    if len(candidates) != 1:
+        return None
+    return candidates[0].value, candidates[0].unpack_index
+
+
+def _trace_states(
+    ctx: Context, node: cst.BaseExpression, scope: Scope, order: int, loop, depth: int = 0  # type: ignore[no-untyped-def]
+) -> List[Tuple[CallFact, bool, bool, Scope]]:
+    """(creation call, moved, random, scope) for each tensor factory the state expression comes from."""
+    if depth > 6:
+        return []
+    moved = random = False
+    for _ in range(8):
+        if isinstance(node, (cst.Tuple, cst.List)):
+            out: List[Tuple[CallFact, bool, bool, Scope]] = []
+            for element in node.elements:
+                for creation, m, r, where in _trace_states(ctx, element.value, scope, order, loop, depth + 1):
+                    out.append((creation, m or moved, r or random, where))
+            return out
+        if isinstance(node, cst.Name):
+            found = _initial_value(ctx, node.value, scope, order, loop)
+            if found is None:
+                return []
+            value, index = found
+            if index is not None:
+                return self_method_returns(ctx, value, scope, index, depth, moved, random)
+            node = value
+            continue
+        if not isinstance(node, cst.Call):
+            return []
+        func = node.func
+        if isinstance(func, cst.Attribute) and func.attr.value in _STATE_CHAIN:
+            moved = moved or func.attr.value in _MOVE_METHODS
+            random = random or func.attr.value in _RANDOM_FILLS
+            node = func.value
+            continue
+        call = _calls_by_node(ctx).get(id(node))
+        if call is None:
+            return []
+        name = call.qualname or ""
+        if (name.endswith("autograd.Variable") or call.dotted == "Variable") and call.args:
+            node = call.args[0].value
+            continue
+        if name.startswith("torch.nn.init.") and name.endswith("_") and call.args:
+            random = random or bool(re.search(r"normal|uniform|xavier|kaiming|orthogonal|trunc", name))
+            node = call.args[0].value
+            continue
+        if name in _ALL_FACTORIES:
+            moved = moved or call.kwarg("device") is not None or name in _LIKE_FACTORIES
+            return [(call, moved, random or name in RANDOM_FACTORIES, scope)]
+        return self_method_returns(ctx, node, scope, None, depth, moved, random)
+    return []
+
+
+def self_method_returns(ctx: Context, node: cst.BaseExpression, scope: Scope, index: Optional[int], depth: int, moved: bool, random: bool) -> List[Tuple[CallFact, bool, bool, Scope]]:  # type: ignore[no-untyped-def]
+    """States built by `self.init_hidden(...)` (or `model.init_hidden(...)`): its return values."""
+    if not isinstance(node, cst.Call) or not isinstance(node.func, cst.Attribute):
+        return []
+    method_name = node.func.attr.value
+    if not _INIT_STATE_METHOD.match(method_name):
+        return []
+    cls = scope.enclosing_class
+    receiver = dotted_name(node.func.value)
+    if cls is None or receiver != "self":
+        classes = [c for c in ctx.facts.classes.values() if method_name in c.methods]
+        if len(classes) != 1:
+            return []
+        cls = classes[0]
+    method = cls.methods.get(method_name)
+    if method is None or len(method.returns) != 1:
+        return []
+    ret = method.returns[0]
+    if index is not None:
+        if not isinstance(ret, (cst.Tuple, cst.List)) or index >= len(ret.elements):
+            return []
+        ret = ret.elements[index].value
+    end = max((c.order for c in method.calls), default=0) + 1
+    return [
+        (creation, m or moved, r or random, where)
+        for creation, m, r, where in _trace_states(ctx, ret, method, end, None, depth + 1)
+    ]
+
+
+def created_states(ctx: Context) -> List[CreatedState]:
+    cached = ctx.facts.cache.get("created_states")
+    if cached is not None:
+        return cached  # type: ignore[return-value]
+    from rnnlint.analysis.modes import instance_class
+
+    out: List[CreatedState] = []
+    seen = set()
+    torch_layers = [layer for layer in ctx.layers if layer.framework == "torch"]
+    owners = {id(layer.owner) for layer in torch_layers if layer.owner is not None}
+    for call in ctx.facts.calls:
+        scope = call.scope
+        if call.has_star_args or scope.kind != "function":
+            continue
+        layer = layer_bound_to(torch_layers, call.dotted, scope)
+        in_forward = layer is not None and scope.is_method() and scope.name != "__init__"
+        cls = scope.enclosing_class if in_forward else None
+        if not in_forward:
+            # model(x, hidden) in the loop that calls a recurrent model of this file
+            if call.loop is None or call.dotted is None or "." in call.dotted:
+                continue
+            name = instance_class(ctx.facts, call.dotted, scope)
+            cls = ctx.facts.classes.get(name) if name else None
+            if cls is None or id(cls) not in owners:
+                continue
+        state = call.arg(1, "hx") if in_forward else (call.positional(1) or call.kwarg("hidden"))
+        if state is None:
+            continue
+        for creation, moved, random, where in _trace_states(ctx, state, scope, call.order, call.loop):
+            if id(creation) in seen or where.name == "__init__":
+                continue
+            seen.add(id(creation))
+            out.append(CreatedState(creation, cls, where, moved, random, in_forward))
+    ctx.facts.cache["created_states"] = out
+    return out
+
+
+def _state_label(ctx: Context, st: CreatedState) -> str:
+    factory = (st.creation.dotted or "torch.zeros") + "(...)"
+    target = st.creation.assigned_to
+    return f"{target} = {factory}" if target else factory
+
+
+def _where_label(st: CreatedState) -> str:
+    owner = st.where.enclosing_class
+    return f"{owner.name}.{st.where.name}" if owner is not None else f"{st.where.name}()"
+
+
+_PROJECT_CUDA: dict = {}
+_PROJECT_PATTERN = re.compile(r"\.cuda\(|\.to\(\s*['\"]cuda|\.to\(\s*[\w.]*device|DataParallel")
+
+
+def _project_moves_to_cuda(path: str) -> bool:
+    """Whether another Python file in the same folder moves tensors or models to a GPU."""
+    import os
+
+    folder = os.path.dirname(os.path.abspath(path))
+    if folder in _PROJECT_CUDA:
+        return _PROJECT_CUDA[folder]
+    found = False
+    try:
+        names = sorted(n for n in os.listdir(folder) if n.endswith(".py"))[:200]
+    except OSError:
+        names = []
+    own = os.path.basename(path)
+    for name in names:
+        if name == own:
+            continue
+        try:
+            with open(os.path.join(folder, name), "r", encoding="utf-8", errors="replace") as handle:
+                text = handle.read(1_000_000)
+        except OSError:
+            continue
+        if _PROJECT_PATTERN.search(text):
+            found = True
+            break
+    _PROJECT_CUDA[folder] = found
+    return found
+
+
+def cuda_evidence(ctx: Context) -> Optional[cst.CSTNode]:
+    """A call in this file that moves a model or tensors to a GPU (or may: `.to(device)`)."""
+    module = ctx.facts.module
+    for call in ctx.facts.calls:
+        if call.method == "cuda" and call.receiver is not None and call.qualname is None:
+            return call.node
+        if (call.qualname or "").endswith("DataParallel"):
+            return call.node
+        if call.method == "to" and call.args and call.qualname is None:
+            arg = call.args[0].value
+            if _CUDA_TEXT.search(module.code_for_node(arg)):
+                return call.node
+            dotted = dotted_name(arg)
+            if dotted is None or not _DEVICE_NAME.search(dotted.rsplit(".", 1)[-1]):
+                continue
+            values = []
+            current: Optional[Scope] = call.scope
+            while current is not None and not values:
+                values = current.assigns.get(dotted, [])
+                current = current.parent
+            if values and all("cuda" not in module.code_for_node(v) and "cpu" in module.code_for_node(v) for v in values):
+                continue  # device = "cpu" only
+            return call.node
+    return None
+
+
+@rule(
+    RuleMeta(
+        "RNN508",
+        "state-wrong-device",
+        Severity.WARNING,
+        ("torch",),
+        "An initial state created in forward() with no device= or .to(), for a model that is moved to a GPU.",
+    )
+)
+class StateWrongDevice(Rule):
+    def check(self, ctx: Context) -> None:
+        candidates = [st for st in created_states(ctx) if st.in_forward and not st.moved]
+        if not candidates:
+            return
+        evidence = cuda_evidence(ctx)
+        if evidence is not None:
+            where, refs = "line {move}", {"move": evidence}
+        elif _project_moves_to_cuda(ctx.facts.path):
+            where, refs = "another file in this folder does", {}
+        else:
+            return
+        for st in candidates:
+            ctx.report(
+                st.creation.node,
+                f"{_state_label(ctx, st)} in {_where_label(st)} is created on the CPU, but the model is "
+                f"moved to a GPU ({where}): {st.creation.dotted}() without device= does not follow it; "
+                "pass device=x.device (or use x.new_zeros(...))",
+                st.creation.stmt,
+                refs=refs,
+            )
+
+
+@rule(
+    RuleMeta(
+        "RNN513",
+        "random-initial-state",
+        Severity.WARNING,
+        ("torch",),
+        "h0/c0 drawn at random on every forward call: predictions are stochastic even in eval mode.",
+    )
+)
+class RandomInitialState(Rule):
+    def check(self, ctx: Context) -> None:
+        for st in created_states(ctx):
+            if not st.random:
+                continue
+            if any("training" in ctx.facts.module.code_for_node(g) for g in st.creation.guards):
+                continue  # noise on the initial state as a training-only regulariser
+            ctx.report(
+                st.creation.node,
+                f"{_state_label(ctx, st)} in {_where_label(st)} draws a new random initial state on every "
+                "call: the same sequence gets different outputs even after model.eval(); use zeros or a "
+                "learned nn.Parameter initial state",
+                st.creation.stmt,
+            )
