@@ -178,7 +178,7 @@ def _validate(data: Any) -> None:
 def encode_result(findings: List[Finding], errors: List[FileError], summary: Optional[Dict[str, Any]]) -> Dict[str, Any]:
     return {
         "findings": [
-            [f.line, f.column, f.end_line, f.end_column, f.code, f.name, f.severity.value, f.message, f.extra]
+            [f.line, f.column, f.end_line, f.end_column, f.code, f.name, f.severity.value, f.message, f.extra, f.cell]
             for f in findings
         ],
         "errors": [[e.message, e.line, e.column, e.kind] for e in errors],
@@ -188,8 +188,9 @@ def encode_result(findings: List[Finding], errors: List[FileError], summary: Opt
 
 def decode_result(path: str, data: Dict[str, Any]) -> Tuple[List[Finding], List[FileError], Optional[Dict[str, Any]]]:
     findings = [
-        Finding(path, int(line), int(col), int(eline), int(ecol), str(code), str(name), Severity(sev), str(msg), dict(extra))
-        for line, col, eline, ecol, code, name, sev, msg, extra in data["findings"]
+        Finding(path, int(line), int(col), int(eline), int(ecol), str(code), str(name), Severity(sev), str(msg),
+                dict(extra), None if cell is None else int(cell))
+        for line, col, eline, ecol, code, name, sev, msg, extra, cell in data["findings"]
     ]
     errors = [FileError(path, str(msg), int(line), int(col), str(kind)) for msg, line, col, kind in data["errors"]]
     return findings, errors, data.get("summary")

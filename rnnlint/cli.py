@@ -87,6 +87,9 @@ def check(
     no_config: bool = typer.Option(False, "--no-config", help="Ignore every config file."),
     quiet: bool = typer.Option(False, "-q", "--quiet", help="Only the findings: no code frames, no summary."),
     output: Optional[str] = typer.Option(None, "-o", "--output", help="Write the report to this file instead of stdout."),
+    fix: bool = typer.Option(False, "--fix", help="Apply the safe fixes in place, then report what remains (exit 1 if findings remain)."),
+    unsafe_fixes: bool = typer.Option(False, "--unsafe-fixes", help="With --fix or --diff: also apply fixes that change training (gradient clipping)."),
+    diff: bool = typer.Option(False, "--diff", help="Print the fixes as a unified diff and write nothing (exit 1 if there is anything to fix)."),
     baseline: Optional[str] = typer.Option(None, "--baseline", help="Leave out the findings recorded in this baseline file (JSON)."),
     write_baseline: bool = typer.Option(False, "--write-baseline", help="Record every finding in the --baseline file and exit 0."),
     jobs: int = typer.Option(0, "-j", "--jobs", min=0, help="Worker processes for many files [default: 0 = one per CPU]."),
@@ -122,14 +125,29 @@ def check(
             config.fail_on = parse_fail_on(fail_on.value, "--fail-on")
     except ConfigError as exc:
         raise _fail(str(exc))
+    if unsafe_fixes and not (fix or diff):
+        raise _fail("--unsafe-fixes needs --fix or --diff")
+    if (fix or diff) and runtime:
+        raise _fail("--fix and --diff cannot be combined with --runtime")
     known = _load_baseline(baseline, write_baseline)
 
     files, missing = discover(targets, config.root, config.exclude)
     result = RunResult()
     for path in missing:
         result.errors.append(FileError(path, "no such file or directory", kind="read"))
-    outcome = _run_static(files, config, jobs, None if no_cache else cache_dir, no_cache,
-                          show_progress=output_format is OutputFormat.text)
+    if fix or diff:
+        from rnnlint.fixes import fix_files
+
+        outcome = fix_files(files, config, unsafe=unsafe_fixes, write=not diff)
+        if diff:
+            sys.stdout.write("".join(outcome.diffs))
+            for error in result.errors + outcome.errors:
+                typer.echo(f"rnnlint: error: {error.path}: {error.message}", err=True)
+            typer.echo(outcome.summary("would be applied (--diff: nothing written)"), err=True)
+            raise typer.Exit(2 if result.errors or outcome.errors else 1 if outcome.applied else 0)
+    else:
+        outcome = _run_static(files, config, jobs, None if no_cache else cache_dir, no_cache,
+                              show_progress=output_format is OutputFormat.text)
     result.findings.extend(outcome.findings)
     result.errors.extend(outcome.errors)
     result.files_checked = len(files)
@@ -151,6 +169,8 @@ def check(
             reporter(result, stream=stream, quiet=quiet)
     else:
         reporter(result, stream=sys.stdout, quiet=quiet)
+    if fix:
+        typer.echo(outcome.summary("applied"), err=True)  # type: ignore[union-attr]
     raise typer.Exit(exit_code(result, config.fail_on))
 
 

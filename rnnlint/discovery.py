@@ -14,7 +14,7 @@ SKIP_DIRS = frozenset(
         ".ruff_cache", ".eggs", ".rnnlint_cache", ".ipynb_checkpoints",
     }
 )
-EXTENSIONS = (".py",)
+EXTENSIONS = (".py", ".ipynb")
 
 
 def _excluded(rel: str, name: str, patterns: Sequence[str]) -> bool:

@@ -18,7 +18,7 @@ from rnnlint.findings import FileError, Finding
 from rnnlint.positions import positions
 from rnnlint.rules import STATIC_RULES, matches
 from rnnlint.rules.base import Context, Report, Rule
-from rnnlint.source import PREFILTER, decode, load, read_source  # noqa: F401 - re-exported
+from rnnlint.source import PREFILTER, decode, load, read_source, to_checked_text  # noqa: F401 - re-exported
 from rnnlint.suppressions import is_suppressed, skips_file
 
 
@@ -49,7 +49,15 @@ def check_file(path: str, config: Config) -> FileResult:
     text, error = load(path)
     if text is None:
         return FileResult(path, errors=[error] if error else [])
-    return check_source(path, text, config)
+    checked, line_map, error = to_checked_text(path, text)
+    if checked is None:
+        return FileResult(path, errors=[error] if error else [])
+    result = check_source(path, checked, config)
+    if line_map is not None:
+        from rnnlint.notebooks import remap
+
+        result.findings, result.errors = remap(line_map, result.findings, result.errors)
+    return result
 
 
 def check_source(

@@ -32,13 +32,17 @@ class Finding:
     message: str
     # Optional extras: runtime measurements, notebook cell location, fix titles.
     extra: Dict[str, Any] = field(default_factory=dict, compare=False, hash=False)
+    # Notebooks: the cell (counting every cell from 1); line and column are inside that cell.
+    cell: Optional[int] = None
 
     def sort_key(self) -> tuple:
-        return (self.path, self.line, self.column, self.code, self.message)
+        return (self.path, self.cell or 0, self.line, self.column, self.code, self.message)
 
     def to_json(self) -> Dict[str, Any]:
         data = asdict(self)
         data["severity"] = self.severity.value
+        if data["cell"] is None:
+            del data["cell"]
         extra = data.pop("extra")
         if extra:
             data.update(extra)

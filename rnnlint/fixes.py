@@ -35,6 +35,7 @@ class FixOutcome:
     text: str  # the source after the fixes
     applied: List[str] = field(default_factory=list)  # "RNN402: pass training=self.training", in order
     result: FileResult = field(default_factory=lambda: FileResult(""))  # findings of the fixed text
+    unsafe_left: int = 0  # unsafe fixes not applied because --unsafe-fixes was not given
 
     @property
     def changed(self) -> bool:
@@ -80,7 +81,11 @@ def fix_source(path: str, text: str, config: Config, unsafe: bool = False) -> Fi
         outcome.text = new_text
         outcome.applied.extend(f"{r.meta.code}: {r.fix.description}" for r, _ in chosen)  # type: ignore[union-attr]
     else:
-        outcome.result = check_source(path, outcome.text, config)
+        outcome.result = check_source(path, outcome.text, config, keep_reports=True)
+    if not unsafe:
+        outcome.unsafe_left = sum(
+            1 for r in outcome.result.reports if r.fix is not None and not r.fix.safe and r.fix.resolve() is not None
+        )
     for report in outcome.result.reports:  # the parsed tree is not needed past this point
         report.fix = None
     outcome.result.reports = []
@@ -217,3 +222,36 @@ def fix_file(path: str, config: Config, unsafe: bool = False, write: bool = True
         with open(path, "w", encoding=encoding, newline="") as handle:
             handle.write(("\ufeff" if bom else "") + outcome.text)
     return outcome
+
+
+@dataclass
+class FixRun:
+    """What --fix / --diff did over many files."""
+
+    findings: list = field(default_factory=list)  # remaining findings
+    errors: List[FileError] = field(default_factory=list)
+    applied: int = 0
+    unsafe_left: int = 0
+    diffs: List[str] = field(default_factory=list)
+
+    def summary(self, verb: str) -> str:
+        """"3 fixes applied" (+ how many more --unsafe-fixes would apply)."""
+        more = f" ({self.unsafe_left} more with --unsafe-fixes)" if self.unsafe_left else ""
+        return f"{plural(self.applied, 'fix')} {verb}{more}"
+
+
+def fix_files(paths: Sequence[str], config: Config, unsafe: bool = False, write: bool = True) -> FixRun:
+    run = FixRun()
+    for path in paths:
+        outcome = fix_file(path, config, unsafe, write)
+        run.findings.extend(outcome.result.findings)
+        run.errors.extend(outcome.result.errors)
+        run.applied += len(outcome.applied)
+        run.unsafe_left += outcome.unsafe_left
+        if outcome.changed:
+            run.diffs.append(outcome.diff())
+    return run
+
+
+def plural(count: int, word: str) -> str:
+    return f"{count} {word}{'' if count == 1 else 'es' if word.endswith('x') else 's'}"

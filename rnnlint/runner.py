@@ -23,7 +23,7 @@ from rnnlint.cache import Cache, content_hash, decode_result, encode_result, mak
 from rnnlint.config import Config
 from rnnlint.findings import FileError, Finding
 from rnnlint.imports import ModuleIndex, dependencies
-from rnnlint.source import decode_or_error, read_bytes, relevant
+from rnnlint.source import decode_or_error, is_notebook, read_bytes, relevant, to_checked_text
 from rnnlint.suppressions import skips_file
 
 # Fewer cache misses than this are checked in this process: starting workers costs more.
@@ -57,7 +57,7 @@ def _init_worker(config: Config) -> None:
     import rnnlint.engine  # noqa: F401 - load the parser once per worker, before the first file
 
 
-def _analyse(path: str, text: str, entries: Dict[str, Any], want_summary: bool,
+def _analyse(path: str, text: str, entries: Dict[str, Any], want_summary: bool, line_map: Any = None,
              config: Optional[Config] = None) -> Tuple[List[Finding], List[FileError], Optional[Dict[str, Any]]]:
     from rnnlint.analysis.project import ProjectView
     from rnnlint.engine import check_source
@@ -71,6 +71,10 @@ def _analyse(path: str, text: str, entries: Dict[str, Any], want_summary: bool,
         error = FileError(path, f"internal error: {type(exc).__name__}: {exc}; please report this with the file",
                           kind="internal")
         return [], [error], None
+    if line_map is not None:
+        from rnnlint.notebooks import remap
+
+        result.findings, result.errors = remap(line_map, result.findings, result.errors)
     return result.findings, result.errors, result.summary
 
 
@@ -86,6 +90,7 @@ def run(
 ) -> RunOutcome:
     outcome = RunOutcome()
     texts: Dict[str, str] = {}
+    line_maps: Dict[str, Any] = {}  # notebooks: joined line -> (cell, line in cell)
     hashes: Dict[str, str] = {}
     for path in files:
         data, error = read_bytes(path)
@@ -96,11 +101,18 @@ def run(
         if text is None:
             outcome.errors.append(error)  # type: ignore[arg-type]
             continue
+        if is_notebook(path):
+            if not relevant(text):
+                continue
+            text, line_maps[path], error = to_checked_text(path, text)
+            if text is None:
+                outcome.errors.append(error)  # type: ignore[arg-type]
+                continue
         texts[path] = text
         hashes[path] = content_hash(data)
 
     wanted = sorted(p for p, t in texts.items() if relevant(t) and not skips_file(t))
-    index = ModuleIndex(texts)
+    index = ModuleIndex(p for p in texts if p.endswith(".py"))
     deps: Dict[str, Dict[str, str]] = {}
     analysis: Set[str] = set(wanted)
     queue = list(wanted)
@@ -176,10 +188,10 @@ def run(
                 if pool is None and jobs > 1 and len(pending) + len(ready) + 1 >= MIN_PARALLEL:
                     pool = _make_pool(min(jobs, len(pending) + 1), config)
                 if pool is not None:
-                    future = pool.submit(_analyse, path, texts[path], entries, want_summary)
+                    future = pool.submit(_analyse, path, texts[path], entries, want_summary, line_maps.get(path))
                     running[future] = (path, key)
                     continue
-                findings, errors, summary = _analyse(path, texts[path], entries, want_summary, config)
+                findings, errors, summary = _analyse(path, texts[path], entries, want_summary, line_maps.get(path), config)
                 _store(cache, key, findings, errors, summary)
                 finish(path, findings, errors, summary)
             if running:

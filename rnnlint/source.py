@@ -58,3 +58,20 @@ def load(path: str) -> Tuple[Optional[str], Optional[FileError]]:
 def relevant(text: str) -> bool:
     """Whether the cheap pre-filter lets the file through to the parser."""
     return any(word in text for word in PREFILTER)
+
+
+def is_notebook(path: str) -> bool:
+    return path.endswith(".ipynb")
+
+
+def to_checked_text(path: str, text: str):  # type: ignore[no-untyped-def]
+    """(the Python text to check, the notebook line map or None, or a FileError)."""
+    if not is_notebook(path):
+        return text, None, None
+    from rnnlint.notebooks import NotebookError, to_source
+
+    try:
+        joined, line_map = to_source(text)
+    except NotebookError as exc:
+        return None, None, FileError(path, str(exc), kind="parse")
+    return joined, line_map, None

@@ -200,6 +200,11 @@ class Fit:
     label: str  # "scaler.fit_transform", "MinMaxScaler().fit", "preprocessing.scale", ...
     targets: List[str] = field(default_factory=list)  # names that hold the fitted result
     guards: Tuple[cst.BaseExpression, ...] = ()
+    stat_data: List[cst.BaseExpression] = field(default_factory=list)  # manual: what mean/std read
+
+    def data_nodes(self) -> List[cst.BaseExpression]:
+        """The expressions whose statistics the fit takes."""
+        return self.stat_data if self.kind == "manual" else [self.data]
 
 
 @dataclass(eq=False)
@@ -356,8 +361,9 @@ class DataFlow:
         """Roles of the data an expression carries (slices of a split included)."""
         if node is None:
             return set()
-        if isinstance(node, cst.Subscript):
-            sliced = self.slice_role(node, None, order)
+        sliced_node = split_subscript_under(node)
+        if sliced_node is not None:
+            sliced = self.slice_role(sliced_node, None, order)
             if sliced is not None:
                 return {sliced}
         out: Set[str] = set()
@@ -538,14 +544,12 @@ class DataFlow:
 
         Only an assignment whose whole value is the division counts: a statistic inside a
         larger formula (an R^2 score, a plot) is not a scaling."""
-        stat_sources: Dict[str, List[str]] = {}
+        stat_data: Dict[str, List[cst.BaseExpression]] = {}
         for assign in self.assigns:
             if assign.unpack_index is None and assign.aug_op is None:
-                stats = self._stat_calls(assign.value)
-                if stats:
-                    srcs = [s for stat in stats for s in self._stat_source(stat)]
-                    if srcs:
-                        stat_sources[assign.target] = srcs
+                nodes = [n for stat in self._stat_calls(assign.value) for n in self._stat_source(stat)]
+                if nodes:
+                    stat_data[assign.target] = nodes
         out: List[Fit] = []
         for assign in self.assigns:
             if assign.unpack_index is not None:
@@ -553,27 +557,26 @@ class DataFlow:
             if assign.aug_op == "DivideAssign":
                 operation: cst.CSTNode = assign.value
                 right: cst.CSTNode = assign.value
-                left_sources = [assign.target]
             else:
                 division = _strip_wrappers(assign.value)
                 if not (isinstance(division, cst.BinaryOperation) and isinstance(division.operator, cst.Divide)):
                     continue
                 operation, right = division, division
-                left_sources = self.sources(division.left)
-            srcs: List[str] = []
+            nodes: List[cst.BaseExpression] = []
             for stat in self._stat_calls(right):
-                srcs.extend(self._stat_source(stat))
+                nodes.extend(self._stat_source(stat))
             for name in names_in(right):
-                if name in stat_sources:
-                    srcs.extend(stat_sources[name])
-            if not srcs or not left_sources:
+                if name in stat_data:
+                    nodes.extend(stat_data[name])
+            if not nodes:
                 continue
             label = code_of(operation) if assign.aug_op is None else f"{assign.target} /= {code_of(assign.value)}"
             if len(label) > 60:
                 label = label[:57] + "..."
+            srcs = _dedupe([s for n in nodes for s in self.sources(n)])
             out.append(
-                Fit("manual", operation, assign.stmt, assign.value, _dedupe(srcs), assign.order,
-                    assign.scope, label, [assign.target])
+                Fit("manual", operation, assign.stmt, assign.value, srcs, assign.order,
+                    assign.scope, label, [assign.target], stat_data=nodes)
             )
         return out
 
@@ -591,13 +594,14 @@ class DataFlow:
             stack.extend(iter_children(current))
         return out
 
-    def _stat_source(self, stat: cst.Call) -> List[str]:
+    def _stat_source(self, stat: cst.Call) -> List[cst.BaseExpression]:
+        """The expression a statistic is taken from: x for x.mean() and np.mean(x)."""
         func = stat.func
         if isinstance(func, cst.Attribute):
             owner = dotted_name(func.value)
             if owner in ("np", "numpy", "torch", "tf", "math"):
-                return self.sources(stat.args[0].value) if stat.args else []
-            return self.sources(func.value)
+                return [stat.args[0].value] if stat.args else []
+            return [func.value]
         return []
 
     def _helper_fits(self, fits: List[Fit]) -> List[Fit]:
@@ -720,7 +724,12 @@ class DataFlow:
                 record = local.get(index if index is not None else -1) or (local.get(0) if index is None else None)
                 if record is not None:
                     srcs = [s for a in call.args if a.keyword is None for s in self.sources(a.value)]
-                    return Window(call.node, record.size, record.overlapping, srcs, assign.order)
+                    size = record.size
+                    function = self.facts.functions.get(call.dotted or "")
+                    if isinstance(size, cst.Name) and function is not None and size.value in function.param_order:
+                        size = call.arg(function.param_order.index(size.value), size.value) or size
+                    size = self._constructor_value(call, size)
+                    return Window(call.node, size, record.overlapping, srcs, assign.order)
             if (
                 call.dotted is not None and "." not in call.dotted
                 and call.dotted not in self.facts.functions and call.dotted not in self.facts.classes
@@ -735,6 +744,21 @@ class DataFlow:
                 first = table[name][0]
                 return Window(first.node, first.size, first.overlapping, first.sources, assign.order)
         return None
+
+    def _constructor_value(self, call: CallFact, size: Optional[cst.BaseExpression]) -> Optional[cst.BaseExpression]:
+        """self.window in a Dataset method -> the argument given for it at `call` (its construction)."""
+        cls = self.facts.classes.get(call.dotted or "")
+        attr = dotted_name(size) if size is not None else None
+        if cls is None or attr is None or not attr.startswith("self."):
+            return size
+        init = cls.methods.get("__init__")
+        values = init.assigns.get(attr, []) if init is not None else []
+        if init is None or len(values) != 1 or not isinstance(values[0], cst.Name):
+            return size
+        param = values[0].value
+        if param not in init.param_order:
+            return size
+        return call.arg(init.param_order.index(param) - 1, param) or size
 
     def _window_record(self, found: Tuple[cst.Subscript, Optional[cst.BaseExpression]],
                        loop, order: int) -> Window:  # type: ignore[no-untyped-def]
@@ -806,10 +830,10 @@ class DataFlow:
                         break
         return self._window_functions
 
-    def derived(self, names: Iterable[str], after: int) -> Set[str]:
+    def derived(self, names: Iterable[str], after: int, origin: Optional[cst.CSTNode] = None) -> Set[str]:
         """`names` and every name assigned from them (as data) after the order `after`.
 
-        A name reassigned from something else stops being derived."""
+        A name reassigned from something else (outside the statement `origin`) stops being derived."""
         out: Set[str] = set()
         for name in names:
             out.add(name)
@@ -822,7 +846,7 @@ class DataFlow:
             carried |= {c.split(".", 1)[0] for c in carried}
             if carried & out:
                 out.add(assign.target)
-            elif assign.target in out and assign.aug_op is None and value is not None:
+            elif assign.target in out and assign.aug_op is None and value is not None and assign.stmt is not origin:
                 out.discard(assign.target)
         return out
 
@@ -956,6 +980,32 @@ def _fraction_of_length(node: cst.CSTNode) -> bool:
             has_length = True
         stack.extend(iter_children(current))
     return has_fraction and has_length
+
+
+def split_subscript_under(node: cst.CSTNode) -> Optional[cst.Subscript]:
+    """The slicing subscript an expression hands on: `df.iloc[:n].values`, `x[:n].reshape(-1, 1)`,
+    `np.array(x[n:])`, `df[:n]["close"]`."""
+    current = node
+    for _ in range(8):
+        if isinstance(current, cst.Subscript):
+            if first_slice(current) is not None:
+                return current
+            current = current.value
+        elif isinstance(current, cst.Attribute):
+            current = current.value
+        elif isinstance(current, cst.Call):
+            name = _call_name(current)
+            if isinstance(current.func, cst.Attribute) and name in _PRESERVING_METHODS and not (
+                name in _WRAPPERS and dotted_name(current.func.value) in ("np", "numpy", "torch")
+            ):
+                current = current.func.value
+            elif name in _WRAPPERS and current.args:
+                current = current.args[0].value
+            else:
+                return None
+        else:
+            return None
+    return None
 
 
 def _strip_wrappers(node: cst.CSTNode) -> Optional[cst.CSTNode]:
@@ -1235,7 +1285,7 @@ def test_metric_uses(flow: DataFlow, training_calls: Set[int]) -> List[MetricUse
     that train; a loop counts as a training loop when it contains one of them."""
     facts = flow.facts
     # name -> [(order, is_test, evidence node, loop)]
-    history: Dict[str, List[Tuple[int, bool, cst.CSTNode]]] = {}
+    history: Dict[str, List[Tuple[int, bool, cst.CSTNode, object]]] = {}
     for assign in flow.assigns:
         if assign.loop is None:
             continue
@@ -1262,7 +1312,7 @@ def test_metric_uses(flow: DataFlow, training_calls: Set[int]) -> List[MetricUse
             entries = history.get(assign.target)
             if entries and entries[-1][1]:
                 evidence = entries[-1][2]
-        history.setdefault(assign.target, []).append((assign.order, evidence is not None, evidence or value))
+        history.setdefault(assign.target, []).append((assign.order, evidence is not None, evidence or value, assign.loop))
 
     def test_metric_at(names: Set[str], order: int, scope: Scope) -> Optional[Tuple[str, cst.CSTNode]]:
         for name in sorted(names):
@@ -1314,8 +1364,7 @@ def test_metric_uses(flow: DataFlow, training_calls: Set[int]) -> List[MetricUse
                     continue
                 candidates = names[mine]
                 for name in sorted(candidates):
-                    entries = [e for e in history.get(name, []) if _inside(loop.node, e[2]) or True]
-                    loop_entries = [e for e in entries if _assigned_in(flow, name, loop)]
+                    loop_entries = [e for e in history.get(name, []) if loop.contains(e[3])]
                     if loop_entries and all(e[1] for e in loop_entries):
                         uses.append(MetricUse(test, node, name, "best", loop_entries[-1][2]))
                         break
@@ -1323,14 +1372,6 @@ def test_metric_uses(flow: DataFlow, training_calls: Set[int]) -> List[MetricUse
                     continue
                 break
     return uses
-
-
-def _assigned_in(flow: DataFlow, name: str, loop) -> bool:  # type: ignore[no-untyped-def]
-    return any(a.target == name and loop.contains(a.loop) for a in flow.assigns)
-
-
-def _inside(outer: cst.CSTNode, node: cst.CSTNode) -> bool:
-    return True
 
 
 def _ifs_in(node: cst.CSTNode) -> List[cst.If]:

@@ -439,3 +439,40 @@ def name_loads(facts: ModuleFacts) -> Dict[str, int]:
         stack.extend(iter_children(node))
     facts.cache["epochs.name_counts"] = counts
     return counts
+
+
+def statement_guards(loop: Loop, target: cst.CSTNode) -> Optional[List[cst.BaseExpression]]:
+    """Tests of the `if`s around the statement `target` inside `loop` (None when not found)."""
+    stack: List[Tuple[cst.CSTNode, Tuple[cst.BaseExpression, ...]]] = [
+        (s, ()) for s in _block_statements(loop.node.body)  # type: ignore[attr-defined]
+    ]
+    while stack:
+        stmt, tests = stack.pop()
+        if stmt is target:
+            return list(tests)
+        if isinstance(stmt, (cst.FunctionDef, cst.ClassDef)):
+            continue
+        if isinstance(stmt, cst.If):
+            stack.extend((s, tests + (stmt.test,)) for s in _block_statements(stmt.body))
+            orelse = stmt.orelse
+            if isinstance(orelse, cst.If):
+                stack.append((orelse, tests))
+            elif orelse is not None:
+                stack.extend((s, tests) for s in _block_statements(orelse.body))
+            continue
+        blocks = _sub_blocks(stmt) + ([stmt.body] if isinstance(stmt, cst.With) else [])
+        for block in blocks:
+            stack.extend((s, tests) for s in _block_statements(block))
+    return None
+
+
+def has_modulo(node: cst.CSTNode) -> bool:
+    stack: List[cst.CSTNode] = [node]
+    while stack:
+        current = stack.pop()
+        if isinstance(current, cst.BinaryOperation) and isinstance(current.operator, cst.Modulo):
+            return True
+        if isinstance(current, (cst.Lambda, cst.SimpleString, cst.FormattedString)):
+            continue
+        stack.extend(iter_children(current))
+    return False

@@ -97,6 +97,7 @@ class KerasModel:
     name: Optional[str]  # the variable that holds it
     layers: List[cst.CSTNode]  # constructor calls (wrappers included as written)
     scope: Scope
+    node: Optional[cst.CSTNode] = None  # the Sequential(...) call
 
 
 def _unwrap(facts: ModuleFacts, node: cst.CSTNode) -> cst.CSTNode:
@@ -116,7 +117,7 @@ def sequential_models(facts: ModuleFacts) -> List[KerasModel]:
         if call.qualname == "keras.Sequential" or call.qualname == "keras.models.Sequential":
             listed = call.arg(0, "layers")
             layers = [e.value for e in listed.elements] if isinstance(listed, (cst.List, cst.Tuple)) else []
-            model = KerasModel(call.assigned_to, layers, call.scope)
+            model = KerasModel(call.assigned_to, layers, call.scope, call.node)
             models.append(model)
             if call.assigned_to is not None:
                 by_key[(call.assigned_to, id(call.scope))] = model
@@ -155,6 +156,24 @@ def model_named(facts: ModuleFacts, name: Optional[str], scope: Scope) -> Option
             return None
         current = current.parent
     return None
+
+
+def model_built(facts: ModuleFacts, name: Optional[str], scope: Scope) -> Optional[KerasModel]:
+    """Like model_named, and also `model = build_model()` of a local function that builds and
+    returns a Sequential model."""
+    found = model_named(facts, name, scope)
+    if found is not None or name is None:
+        return found
+    built = [c for c in facts.calls if c.assigned_to == name and c.scope is scope]
+    if len(built) != 1 or built[0].dotted not in facts.functions:
+        return None
+    function = facts.functions[built[0].dotted]  # type: ignore[index]
+    if len(function.returns) != 1:
+        return None
+    ret = function.returns[0]
+    if isinstance(ret, cst.Name):
+        return model_named(facts, ret.value, function)
+    return next((m for m in sequential_models(facts) if m.node is ret), None)
 
 
 def _shape_length(facts: ModuleFacts, evaluator: Evaluator, node: cst.BaseExpression, scope: Scope,
@@ -207,12 +226,18 @@ def _functional_input(facts: ModuleFacts, node: cst.CSTNode, scope: Scope) -> Op
     if len(applied) != 1 or not applied[0].args:
         return None
     value: cst.BaseExpression = applied[0].args[0].value
+    before = applied[0].order
+    table = calls_by_node(facts)
     for _ in range(12):
         if isinstance(value, cst.Name):
-            assigned = scope.assigns.get(value.value)
-            if not assigned or len(assigned) != 1:
+            assigns = [a for a in facts.assigns
+                       if a.target == value.value and a.scope is scope and a.order < before]
+            if not assigns:
                 return None
-            value = assigned[0]
+            last = max(assigns, key=lambda a: a.order)
+            if last.aug_op is not None or last.unpack_index is not None:
+                return None
+            value = last.value
             continue
         if not isinstance(value, cst.Call):
             return None
@@ -221,11 +246,12 @@ def _functional_input(facts: ModuleFacts, node: cst.CSTNode, scope: Scope) -> Op
             chain.append(value)
             return list(reversed(chain))
         # value is Layer(...)(inner): the layer constructor is value.func
-        if isinstance(value.func, cst.Call) and value.args:
+        if isinstance(value.func, cst.Call) and value.args and id(value) in table:
             inner_name = layer_name(facts, value.func)
             if inner_name is None:
                 return None
             chain.append(value.func)
+            before = table[id(value)].order
             value = value.args[0].value
             continue
         return None

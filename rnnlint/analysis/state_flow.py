@@ -179,13 +179,26 @@ def _is_detach_value(node: cst.BaseExpression) -> bool:
     return False
 
 
-def _guard_mentions(assign: AssignFact, facts: ModuleFacts, names: Set[str]) -> bool:
-    """The reassignment sits under an `if` that tests the state itself (`if hidden is None:`)."""
+def _initialises_missing(assign: AssignFact, facts: ModuleFacts, names: Set[str]) -> bool:
+    """The reassignment sits under `if hidden is None:` (or `if not hidden:`): it creates the
+    first state, and later iterations carry it."""
     for call in facts.calls:
         if call.stmt is assign.stmt:
-            return any(names & names_in(g) for g in call.guards)
+            return any(_tests_missing(g, names) for g in call.guards)
     # No call in the statement (hidden = None): find the guards by walking the enclosing ifs.
     return _stmt_guarded_by(facts, assign, names)
+
+
+def _tests_missing(test: cst.BaseExpression, names: Set[str]) -> bool:
+    if isinstance(test, cst.UnaryOperation) and isinstance(test.operator, cst.Not):
+        return bool(names_in(test.expression) & names)
+    if isinstance(test, cst.Comparison) and len(test.comparisons) == 1:
+        target = test.comparisons[0]
+        is_none = isinstance(target.comparator, cst.Name) and target.comparator.value == "None"
+        return is_none and isinstance(target.operator, (cst.Is, cst.Equal)) and bool(names_in(test.left) & names)
+    if isinstance(test, cst.BooleanOperation):
+        return _tests_missing(test.left, names) or _tests_missing(test.right, names)
+    return False
 
 
 def _stmt_guarded_by(facts: ModuleFacts, assign: AssignFact, names: Set[str]) -> bool:
@@ -194,7 +207,7 @@ def _stmt_guarded_by(facts: ModuleFacts, assign: AssignFact, names: Set[str]) ->
 
     def visit(node: cst.CSTNode, tests: List[cst.BaseExpression]) -> Optional[bool]:
         if node is target:
-            return any(names & names_in(t) for t in tests)
+            return any(_tests_missing(t, names) for t in tests)
         if isinstance(node, (cst.FunctionDef, cst.ClassDef)) and node is not body:
             return None
         if isinstance(node, cst.If):
@@ -243,6 +256,8 @@ def carried_states(facts: ModuleFacts, layers: List[RecurrentLayer]) -> List[Car
         layer = layer_bound_to(torch_layers, call.dotted, call.scope)
         model_class = _model_class(facts, call) if layer is None else None
         if layer is None and model_class is None:
+            if call.method in ("step", "reset", "update", "append", "get"):
+                continue  # env.step(action, state), dict.get(...): not a model
             if not any(_STATE_NAME.search(n.rsplit(".", 1)[-1]) for n in names):
                 continue
             if local_function(facts, call) is not None and not _helper_calls_model(facts, call):
@@ -289,15 +304,14 @@ def _follow(
             if names_in(assign.value) & name_set or _is_detach_value(assign.value):
                 detached = True
                 evidence.append(assign.stmt)
-            elif _guard_mentions(assign, facts, name_set):
+            elif _initialises_missing(assign, facts, name_set):
                 continue  # `if hidden is None: hidden = init()` starts a carry, it does not end one
             else:
                 reset = True
         for inner in expanded_calls(facts, loop.calls):
             if inner.method == "detach_" and inner.receiver is not None:
-                if names_in(inner.receiver) & name_set or inner.scope is not call.scope:
-                    detached = True
-                    evidence.append(inner.node)
+                detached = True  # in place, on the state or on its parts (`for h in hidden: h.detach_()`)
+                evidence.append(inner.node)
         if reset:
             return None  # a fresh state every iteration of this loop: nothing is carried
         if _loop_has_backward(facts, loop) or _iterates_data(loop):

@@ -21,6 +21,12 @@ def _prop(text: str) -> str:
 def report(result: RunResult, stream: TextIO = sys.stdout, **_: object) -> None:
     for f in result.findings:
         level = _LEVEL[f.severity.value]
+        if f.cell is not None:  # annotations cannot point inside a notebook cell: name it
+            stream.write(
+                f"::{level} file={_prop(f.path)},title={_prop(f.code + ' ' + f.name)}::"
+                f"{_data(f'{f.code} cell {f.cell}, line {f.line}: {f.message}')}\n"
+            )
+            continue
         stream.write(
             f"::{level} file={_prop(f.path)},line={f.line},col={f.column},endLine={f.end_line},"
             f"endColumn={f.end_column},title={_prop(f.code + ' ' + f.name)}::{_data(f.code + ' ' + f.message)}\n"

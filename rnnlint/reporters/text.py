@@ -24,19 +24,33 @@ def _source_lines(path: str, cache: Dict[str, Optional[List[str]]]) -> Optional[
     return cache[path]
 
 
+def _cell_lines(path: str, cell: int, cache: Dict[str, Optional[List[str]]]) -> Optional[List[str]]:
+    key = f"{path}\0{cell}"
+    if key not in cache:
+        try:
+            from rnnlint.notebooks import cell_lines
+            from rnnlint.source import read_source
+
+            cache[key] = cell_lines(read_source(path), cell)
+        except Exception:  # noqa: BLE001 - a frame is a nicety
+            cache[key] = None
+    return cache[key]
+
+
 def report(result: RunResult, stream: TextIO = sys.stdout, quiet: bool = False, **_: object) -> None:
     console = Console(file=stream, highlight=False, soft_wrap=True)
     sources: Dict[str, Optional[List[str]]] = {}
     for f in result.findings:
         style = _STYLE[f.severity.value]
         console.print(
-            f"[bold]{escape(f.path)}:{f.line}:{f.column}:[/bold] [{style}]{f.code}[/{style}] "
+            f"[bold]{escape(f.path)}:{'' if f.cell is None else f'cell {f.cell}:'}{f.line}:{f.column}:[/bold] "
+            f"[{style}]{f.code}[/{style}] "
             f"{escape(f.message)} [dim]\\[{f.name}, {f.severity.value}][/dim]"
         )
         if quiet:
             continue
-        lines = _source_lines(f.path, sources)
-        if lines and 1 <= f.line <= len(lines) and "cell" not in f.extra:
+        lines = _source_lines(f.path, sources) if f.cell is None else _cell_lines(f.path, f.cell, sources)
+        if lines and 1 <= f.line <= len(lines):
             text = lines[f.line - 1].expandtabs(4)
             gutter = f"{f.line:>5} | "
             console.print(f"[dim]{gutter}[/dim]{escape(text)}")

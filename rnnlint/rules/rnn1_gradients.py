@@ -27,7 +27,7 @@ from rnnlint.analysis.training import (
     is_clip,
 )
 from rnnlint.findings import Severity
-from rnnlint.rules import clip_fix
+from rnnlint.rules import rnn1_fixes
 from rnnlint.rules.base import Context, Rule, RuleMeta, rule
 
 _KERAS_CLIP_KWARGS = ("clipnorm", "clipvalue", "global_clipnorm")
@@ -94,7 +94,7 @@ class NoGradClipping(Rule):
                     f"{model} is trained with {unit.step.dotted}() but gradients are never clipped "
                     "(no clip_grad_norm_/clip_grad_value_ between backward() and step())",
                     unit.step.stmt,
-                    fix=clip_fix.torch_fix(facts, unit, max_norm),
+                    fix=rnn1_fixes.torch_fix(facts, unit, max_norm),
                 )
             for call in facts.calls:
                 if call.qualname in _LIGHTNING_TRAINERS and not call.has_star_args:
@@ -103,7 +103,7 @@ class NoGradClipping(Rule):
                             call.node,
                             f"Trainer for a model with {model} is built without gradient_clip_val",
                             call.stmt,
-                            fix=clip_fix.trainer_fix(call, max_norm),
+                            fix=rnn1_fixes.trainer_fix(call, max_norm),
                         )
         for compile_call in _keras_compiles(ctx):
             if compile_call.has_star_args:
@@ -118,7 +118,7 @@ class NoGradClipping(Rule):
                     f"compile(optimizer={value!r}) uses the default {value} optimizer, which never "
                     "clips gradients; build it with clipnorm= (or clipvalue=, global_clipnorm=)",
                     compile_call.stmt,
-                    fix=clip_fix.keras_string_fix(facts, ctx.layers, argument, max_norm),
+                    fix=rnn1_fixes.keras_string_fix(facts, ctx.layers, argument, max_norm),
                 )
                 continue
             optimizer = _keras_optimizer_call(ctx, argument, compile_call.scope)
@@ -131,7 +131,7 @@ class NoGradClipping(Rule):
                     f"keras optimizer {short}(...) for a recurrent model has no clipnorm, clipvalue "
                     "or global_clipnorm",
                     optimizer.stmt,
-                    fix=clip_fix.keras_constructor_fix(optimizer, max_norm),
+                    fix=rnn1_fixes.keras_constructor_fix(optimizer, max_norm),
                 )
 
 
@@ -490,6 +490,7 @@ class LossGraphAccumulated(Rule):
                     f"'{shown}' keeps the loss tensor with its autograd graph, so every step's graph "
                     f"stays alive; use {text}.item() (or .detach())",
                     stmt,
+                    fix=rnn1_fixes.loss_value_fix(facts, node, total, how),
                 )
                 break
 
@@ -794,4 +795,5 @@ class BestCheckpointAliased(Rule):
                 f"{target} = {text} keeps references to the live parameter tensors: {use}; "
                 f"use copy.deepcopy({owner}.state_dict()) or clone each tensor",
                 assign.stmt,
+                fix=rnn1_fixes.deepcopy_fix(facts, value, owner),
             )

@@ -7,7 +7,19 @@ from typing import Dict, List, Optional, Set
 
 import libcst as cst
 
-from rnnlint.analysis.dataflow import names_in
+from rnnlint.analysis.dataflow import (
+    EVAL_ROLES,
+    TEST,
+    Fit,
+    code_of,
+    dataflow,
+    keras_watchers,
+    last_step_read,
+    names_in,
+    padding,
+    split_subscript_under,
+    test_metric_uses,
+)
 from rnnlint.analysis.facts import CallFact, ModuleFacts
 from rnnlint.analysis.names import dotted_name
 from rnnlint.analysis.walker import iter_children
@@ -239,3 +251,278 @@ def _calls_scaling_function(node: cst.CSTNode, calls_by_node, functions_scaling)
         if functions_scaling.get(call.dotted or ""):
             return True
     return False
+
+
+# -- RNN302-RNN306: splits, scalers, windows, padding ------------------------------------------
+
+_ROLE_WORDS = {"test": "test split", "val": "validation split", "eval": "held-out part of the split"}
+
+
+def _short(node: cst.CSTNode, limit: int = 50) -> str:
+    text = " ".join(code_of(node).split())
+    return text if len(text) <= limit else text[: limit - 3] + "..."
+
+
+def _fit_roles(ctx: Context, fit: Fit) -> Set[str]:
+    flow = dataflow(ctx.facts)
+    roles: Set[str] = set()
+    for node in fit.data_nodes():
+        roles |= flow.roles_of(node, fit.order)
+    return roles
+
+
+def _fit_text(fit: Fit) -> str:
+    return fit.label if fit.kind == "manual" else f"{fit.label}({_short(fit.data)})"
+
+
+@rule(
+    RuleMeta(
+        "RNN302",
+        "scaler-fit-on-eval-data",
+        Severity.ERROR,
+        ("torch", "keras"),
+        "A scaler is fit (fit/fit_transform/adapt, or mean/std taken) on validation or test data.",
+    )
+)
+class ScalerFitOnEvalData(Rule):
+    def check(self, ctx: Context) -> None:
+        if not ctx.has_recurrent():
+            return
+        for fit in dataflow(ctx.facts).fits():
+            roles = _fit_roles(ctx, fit)
+            if not roles or not roles <= EVAL_ROLES:
+                continue
+            role = _ROLE_WORDS[TEST if TEST in roles else sorted(roles)[0]]
+            if fit.kind == "manual":
+                advice = "scale it with statistics of the training split"
+                what = f"{fit.label} takes its statistics from the {role}"
+            else:
+                advice = "transform() it with the scaler fit on the training split"
+                what = f"{_fit_text(fit)} fits the scaling on the {role}"
+            ctx.report(fit.node, f"{what}: {advice}", fit.stmt)
+
+
+@rule(
+    RuleMeta(
+        "RNN303",
+        "scaler-fit-before-split",
+        Severity.WARNING,
+        ("torch", "keras"),
+        "A scaler is fit on the whole data set, which is split into train and test parts only afterwards.",
+    )
+)
+class ScalerFitBeforeSplit(Rule):
+    def check(self, ctx: Context) -> None:
+        if not ctx.has_recurrent():
+            return
+        flow = dataflow(ctx.facts)
+        splits = flow.splits()
+        if not splits:
+            return
+        for fit in flow.fits():
+            if _fit_roles(ctx, fit) or not (fit.sources or fit.targets):
+                continue
+            sliced = [split_subscript_under(node) for node in fit.data_nodes()]
+            if any(s is not None and flow.split_slice(s, None, fit.order) for s in sliced):
+                continue
+            derived = flow.derived(list(fit.sources) + list(fit.targets), fit.order, fit.stmt)
+            for split in splits:
+                if split.order <= fit.order:
+                    continue
+                carried = set(split.sources) | {s.split(".", 1)[0] for s in split.sources}
+                if carried & derived:
+                    ctx.report(
+                        fit.node,
+                        f"{_fit_text(fit)} sees every row before {_short(split.node, 60)} (line {{split}}) "
+                        "splits the data: statistics of the evaluation rows leak into training; "
+                        "fit on the training part only",
+                        fit.stmt,
+                        refs={"split": split.node},
+                    )
+                    break
+
+
+@rule(
+    RuleMeta(
+        "RNN304",
+        "shuffled-time-series-split",
+        Severity.WARNING,
+        ("torch", "keras"),
+        "train_test_split (shuffle on) or random_split over overlapping windows cut from one time series.",
+    )
+)
+class ShuffledTimeSeriesSplit(Rule):
+    def check(self, ctx: Context) -> None:
+        if not ctx.has_recurrent():
+            return
+        flow = dataflow(ctx.facts)
+        for split in flow.splits():
+            call = split.call
+            if split.kind != "call" or call is None:
+                continue
+            if call.qualname == "sklearn.model_selection.train_test_split":
+                shuffle = call.kwarg("shuffle")
+                if shuffle is not None and ctx.evaluator.value(shuffle, call.scope) is not True:
+                    continue
+            window = flow.windowed(split.sources, split.order)
+            if window is not None and window.overlapping is not False:
+                size = _window_words(ctx, window.size)
+                ctx.report(
+                    call.node,
+                    f"{_short(call.node, 60)} shuffles overlapping windows of one series (cut at line "
+                    f"{{window}}{size}), so test windows are near-copies of training windows; "
+                    "split in time order (shuffle=False or index slices)",
+                    call.stmt,
+                    refs={"window": window.node},
+                )
+                continue
+            later = self._windowed_after(ctx, split)
+            if later is not None:
+                ctx.report(
+                    call.node,
+                    f"{_short(call.node, 60)} shuffles the rows of a time series that is cut into windows "
+                    "afterwards (line {window}): the parts are no longer in time order and the test rows "
+                    "sit between training rows; split in time order",
+                    call.stmt,
+                    refs={"window": later.node},
+                )
+
+    def _windowed_after(self, ctx: Context, split):  # type: ignore[no-untyped-def]
+        if split.call.qualname != "sklearn.model_selection.train_test_split" or not split.targets:
+            return None
+        flow = dataflow(ctx.facts)
+        derived = flow.derived(split.targets, split.order, split.stmt)
+        for records in flow.windows().values():
+            for record in records:
+                carried = set(record.sources) | {s.split(".", 1)[0] for s in record.sources}
+                if record.order > split.order and carried & derived:
+                    return record
+        return None
+
+
+def _window_words(ctx: Context, size: Optional[cst.BaseExpression]) -> str:
+    if size is None:
+        return ""
+    value = ctx.evaluator.number(size, ctx.facts.module_scope)
+    if isinstance(value, int) and value > 1:
+        return f"; window {value}: neighbouring windows share {value - 1} of {value} steps"
+    return f"; window {_short(size, 20)}"
+
+
+@rule(
+    RuleMeta(
+        "RNN305",
+        "padding-without-packing",
+        Severity.WARNING,
+        ("torch", "keras"),
+        "Padded variable-length batches reach an RNN whose last step is read, with no packing or masking.",
+    )
+)
+class PaddingWithoutPacking(Rule):
+    def check(self, ctx: Context) -> None:
+        info = padding(ctx.facts, ctx.evaluator)
+        if info.torch_pads and not info.packing:
+            self._torch(ctx, info.torch_pads[0])
+        if info.keras_post_pads and not info.keras_mask:
+            for layer in ctx.layers:
+                if layer.framework != "keras" or layer.cell:
+                    continue
+                if layer.get("return_sequences") is False:
+                    ctx.report(
+                        layer.call.node,
+                        f"{layer.label} returns only its last step for sequences padded at the end by "
+                        "pad_sequences(padding='post') (line {pad}) with no Embedding(mask_zero=True) or "
+                        "Masking layer: for short sequences that is the state after the padding",
+                        layer.call.stmt,
+                        refs={"pad": info.keras_post_pads[0].node},
+                    )
+                    break
+
+    def _torch(self, ctx: Context, pad: CallFact) -> None:
+        for layer in ctx.layers:
+            if layer.framework != "torch" or layer.cell or layer.binding is None:
+                continue
+            owner = layer.owner
+            for call in ctx.facts.calls:
+                if call.dotted != layer.binding or call is layer.call:
+                    continue
+                if layer.binding.startswith("self.") and call.scope.enclosing_class is not owner:
+                    continue
+                read = last_step_read(ctx.facts, call)
+                if read is None:
+                    continue
+                ctx.report(
+                    call.node,
+                    f"'{layer.binding}' ({layer.label}) runs over batches padded by pad_sequence() "
+                    f"(line {{pad}}) without pack_padded_sequence, and {read} is read: for short "
+                    "sequences that is the state after the padding",
+                    call.stmt,
+                    refs={"pad": pad.node},
+                )
+
+
+@rule(
+    RuleMeta(
+        "RNN306",
+        "test-set-as-validation",
+        Severity.WARNING,
+        ("torch", "keras"),
+        "The test split drives early stopping, a plateau scheduler or the best-checkpoint choice.",
+    )
+)
+class ValidationOnTestSplit(Rule):
+    def check(self, ctx: Context) -> None:
+        if not ctx.has_recurrent():
+            return
+        flow = dataflow(ctx.facts)
+        for call in ctx.facts.calls:
+            if call.method != "fit" or call.qualname is not None:
+                continue
+            data = call.kwarg("validation_data")
+            if data is None or flow.roles_of(data, call.order) != {TEST}:
+                continue
+            if not ctx.keras_model_is_recurrent(call.receiver_dotted):
+                continue
+            watchers = keras_watchers(flow, ctx.evaluator, call)
+            if not watchers:
+                continue
+            built, monitor = watchers[0]
+            name = (built.qualname or "").rsplit(".", 1)[-1]
+            ctx.report(
+                data,
+                f"validation_data={_short(data)} drives {name}(monitor='{monitor}') (line {{cb}}): "
+                "the reported test score is tuned on the test set; validate on a separate split",
+                call.stmt,
+                refs={"cb": built.node},
+            )
+        if ctx.has_recurrent("torch"):
+            self._torch(ctx)
+
+    def _torch(self, ctx: Context) -> None:
+        training: Set[int] = set()
+        trainers = set()
+        for unit in ctx.units:
+            training.add(id(unit.step.node))
+            if unit.step.scope.kind == "function":
+                trainers.add(unit.step.scope.name)
+        for call in ctx.facts.calls:
+            if call.dotted in trainers and call.scope.name not in trainers:
+                training.add(id(call.node))
+        if not training:
+            return
+        flow = dataflow(ctx.facts)
+        words = {
+            "plateau": "feeds a test-set metric to ReduceLROnPlateau",
+            "early-stop": "stops training early on a test-set metric",
+            "best": "picks the best epoch on a test-set metric",
+        }
+        for use in test_metric_uses(flow, training):
+            ctx.report(
+                use.node,
+                f"{_short(use.node)} {words[use.kind]} ({use.metric}, computed from "
+                f"{_short(use.source, 40)} at line {{src}}): the reported test score is tuned on the "
+                "test set; use a separate validation split",
+                use.stmt,
+                refs={"src": use.source},
+            )
+

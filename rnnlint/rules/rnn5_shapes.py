@@ -619,9 +619,11 @@ class BidirectionalStateIndexing(Rule):
         used_layers = sorted({i // 2 for i in selected})
         if layers - 1 not in used_layers:
             listed = ", ".join(str(i) for i in used_layers)
-            self._report(ctx, entries, None, f"{_code(ctx, first_sub.node)} of bidirectional {name} "
-                         f"(num_layers={layers}) selects layer {listed}, not the top layer; h_n is ordered "
-                         "layer 0 forward, layer 0 backward, ...: use h_n[-2] and h_n[-1]")
+            cat = members.get(id(first_sub.node))
+            text = _code(ctx, cat) if cat is not None else _code(ctx, first_sub.node)
+            self._report(ctx, entries, None, f"{text} of bidirectional {name} (num_layers={layers}) "
+                         f"takes layer {listed}, not the top layer {layers - 1}; h_n is ordered layer 0 "
+                         "forward, layer 0 backward, layer 1 forward, ...: use h_n[-2] and h_n[-1]")
         elif len(selected & top) == 1:
             self._report(ctx, entries, None, f"{_code(ctx, first_sub.node)} of bidirectional {name} "
                          f"(num_layers={layers}) keeps only one direction of the top layer; use "
@@ -986,18 +988,25 @@ def _call_argument_evidence(ctx: Context, call: CallFact) -> Optional[str]:
             return None
     name = arg.value
     flow = flow_index(ctx.facts, call.scope)
-    seen = 0
-    while seen < 6:
-        seen += 1
-        binding = flow.binding_at(name, call.stmt)
+    stmt = call.stmt
+    for _ in range(6):
+        binding = flow.binding_at(name, stmt)
         if binding is None:
             return None
+        value = binding.value
+        if value is not None and len(binding.path) == 1 and isinstance(value, (cst.Tuple, cst.List)):
+            # xb, yb = xb.to(device), yb.to(device)
+            elements = value.elements
+            index = binding.path[0]
+            if 0 <= index < len(elements) and not isinstance(elements[index], cst.StarredElement):
+                value = elements[index].value
+                binding = type(binding)(binding.index, binding.stmt, value, (), binding.blocks)
         if binding.value is not None and not binding.path:
             value = binding.value
             while isinstance(value, cst.Call) and isinstance(value.func, cst.Attribute) and value.func.attr.value in KEEP_METHODS:
                 value = value.func.value
             if isinstance(value, cst.Name):
-                name = value.value
+                name, stmt = value.value, binding.stmt
                 continue
             return None
         if isinstance(binding.stmt, cst.For):

@@ -519,10 +519,11 @@ def _assign_index(ctx: Context) -> dict:
 
 
 def _initial_value(ctx: Context, name: str, scope: Scope, order: int, loop) -> Optional[Tuple[cst.BaseExpression, Optional[int]]]:  # type: ignore[no-untyped-def]
-    """The one assignment of `name` before `order` that is not an update inside `loop`."""
+    """The one assignment of `name` before `order` (a state updated in a time-step loop,
+    `h = cell(x_t, h)`, is assigned after the call that reads it)."""
     candidates = [
         a for a in _assign_index(ctx).get((id(scope), name), [])
-        if a.order < order and a.aug_op is None and not (loop is not None and loop.contains(a.loop))
+        if a.order < order and a.aug_op is None
     ]
     if len(candidates) != 1:
         return None
@@ -619,9 +620,9 @@ def created_states(ctx: Context) -> List[CreatedState]:
     owners = {id(layer.owner) for layer in torch_layers if layer.owner is not None}
     for call in ctx.facts.calls:
         scope = call.scope
-        if call.has_star_args or scope.kind != "function":
+        if call.has_star_args or scope.kind == "class":
             continue
-        layer = layer_bound_to(torch_layers, call.dotted, scope)
+        layer = layer_bound_to(torch_layers, call.dotted, scope) if scope.kind == "function" else None
         in_forward = layer is not None and scope.is_method() and scope.name != "__init__"
         cls = scope.enclosing_class if in_forward else None
         if not in_forward:
@@ -651,6 +652,8 @@ def _state_label(ctx: Context, st: CreatedState) -> str:
 
 
 def _where_label(st: CreatedState) -> str:
+    if st.where.kind == "module":
+        return "the loop that calls the model"
     owner = st.where.enclosing_class
     return f"{owner.name}.{st.where.name}" if owner is not None else f"{st.where.name}()"
 
@@ -663,6 +666,8 @@ def _project_moves_to_cuda(path: str) -> bool:
     """Whether another Python file in the same folder moves tensors or models to a GPU."""
     import os
 
+    if not os.path.isfile(path):
+        return False  # a snippet, not a file in a project
     folder = os.path.dirname(os.path.abspath(path))
     if folder in _PROJECT_CUDA:
         return _PROJECT_CUDA[folder]

@@ -22,7 +22,7 @@ from rnnlint.analysis.sequences import (
     keras_time_changers,
     last_plain_assignment,
     layer_name,
-    model_named,
+    model_built,
     model_of_layer,
     strip_chain,
     torch_call_lengths,
@@ -40,8 +40,12 @@ def _number(value: Any) -> Optional[float]:
 
 
 def _where(layer: RecurrentLayer) -> str:
-    name = layer.label if layer.framework == "torch" else layer.kind.replace("RNN", "SimpleRNN")
-    return f"{name} '{layer.binding}'" if layer.binding else name
+    if layer.framework == "keras":
+        units = layer.call.arg(0, "units")
+        kind = layer.kind.replace("RNN", "SimpleRNN")
+        text = " ".join(cst.Module([]).code_for_node(units).split()) if units is not None else ""
+        return f"{kind}({text})" if len(text) <= 20 else kind
+    return f"{layer.label} '{layer.binding}'" if layer.binding else layer.label
 
 
 # -- RNN601 / RNN606: sequence lengths --------------------------------------------------------
@@ -753,7 +757,7 @@ class DoubleActivationLoss(Rule):
                 value = value.value if isinstance(value, cst.Subscript) else value.func.value  # type: ignore[union-attr]
             direct = reader.activation(value, loss.scope) if isinstance(value, cst.Call) else None
             if direct is not None:
-                return direct[0], direct[1], f"{code(ctx.facts, direct[1], 40)} before the loss"
+                return direct[0], direct[1], f"'{code(ctx.facts, direct[1], 40)}'"
             if isinstance(value, cst.Call):
                 call = reader.calls.get(id(value))
                 if call is None or call.qualname is not None or call.dotted is None:
@@ -820,7 +824,7 @@ class DoubleActivationLoss(Rule):
 
     def _keras_output(self, ctx: Context, name: str, scope: Scope) -> Optional[Tuple[cst.CSTNode, str]]:
         facts = ctx.facts
-        model = model_named(facts, name, scope)
+        model = model_built(facts, name, scope)
         last: Optional[cst.BaseExpression] = None
         if model is not None and model.layers:
             last = model.layers[-1]
@@ -921,6 +925,14 @@ class _Affine:
             if call.dotted and self._self_kind(node.func) == "linear" and len(node.args) == 1:
                 inner = self.affine(node.args[0].value, state, subst, depth + 1)
                 return True if inner is not None and self.mentions_state(node.args[0].value, state, subst) else inner
+            if call.qualname in ("torch.cat", "torch.concat", "torch.hstack") and node.args:
+                items = node.args[0].value
+                if not isinstance(items, (cst.Tuple, cst.List)):
+                    return None
+                parts = [self.affine(e.value, state, subst, depth + 1) for e in items.elements]
+                if any(p is None for p in parts):
+                    return None
+                return any(parts)
             if call.qualname in ("torch.matmul", "torch.mm") and len(node.args) == 2:
                 a, b = node.args[0].value, node.args[1].value
                 for mine, other in ((a, b), (b, a)):
@@ -957,42 +969,52 @@ class LinearRecurrence(Rule):
         facts = ctx.facts
         reported: Set[int] = set()
         for loop in facts.loops:
+            if loop.scope.kind == "module" or loop.scope.kind == "function":
+                table = _loop_assigns(ctx, loop)
+                for state, assigns in table.items():
+                    # Cell modules called in the loop: h = self.cell(x[:, t], h)
+                    if "." not in state and len(assigns) == 1 and assigns[0].aug_op is None:
+                        self._cell_call(ctx, assigns[0], state, reported)
             cls = loop.scope.enclosing_class
             if cls is None or loop.scope.kind != "function":
                 continue
-            table = _loop_assigns(ctx, loop)
-            affine = _Affine(ctx, cls)
-            for state, assigns in table.items():
-                if "." in state:
-                    continue
-                # Cell modules called in the loop: h = self.cell(x[:, t], h)
-                if len(assigns) == 1 and assigns[0].aug_op is None:
-                    self._cell_call(ctx, assigns[0], state, reported)
-                if any(a.aug_op is not None for a in assigns):
-                    continue
-                plain = [a for a in assigns if a.unpack_index is None]
-                if len(plain) != len(assigns):
-                    continue
-                subst = {
-                    name: items[0].value for name, items in table.items()
-                    if name != state and "." not in name and len(items) == 1 and items[0].unpack_index is None
-                }
-                results = [affine.affine(a.value, state, subst) for a in assigns]
-                if not results or any(r is None for r in results) or not any(results):
-                    continue
-                if not all(affine.mentions_state(a.value, state, subst) for a in assigns):
-                    continue
-                target = assigns[-1]
-                if id(target.value) in reported:
-                    continue
-                reported.add(id(target.value))
-                ctx.report(
-                    target.value,
-                    f"'{state} = {code(facts, target.value, 50)}' updates the state of {cls.name} affinely "
-                    "with no bounded nonlinearity: it grows or decays geometrically with the spectral radius "
-                    "of its recurrent matrix; apply tanh (or gate it), or use a constrained diagonal recurrence",
-                    target.stmt,
-                )
+            self._loop(ctx, loop, cls, reported)
+
+    def _loop(self, ctx: Context, loop: Loop, cls: Scope, reported: Set[int]) -> None:
+        facts = ctx.facts
+        table = _loop_assigns(ctx, loop)
+        affine = _Affine(ctx, cls)
+        for state, assigns in table.items():
+            if "." in state or not _carried(ctx, loop, state):
+                continue
+            if any(a.aug_op is not None or a.unpack_index is not None for a in assigns):
+                continue
+            subst = {
+                name: items[0] for name, items in table.items()
+                if name != state and "." not in name and len(items) == 1 and items[0].unpack_index is None
+                and items[0].aug_op is None
+            }
+            values = {name: a.value for name, a in subst.items()}
+            results = [affine.affine(a.value, state, values) for a in assigns]
+            if not results or any(r is None for r in results) or not any(results):
+                continue
+            if not all(affine.mentions_state(a.value, state, values) for a in assigns):
+                continue
+            target = assigns[-1]
+            node, stmt, text = target.value, target.stmt, f"{state} = {code(facts, target.value, 50)}"
+            if isinstance(node, cst.Name) and node.value in subst:
+                via = subst[node.value]
+                node, stmt, text = via.value, via.stmt, f"{node.value} = {code(facts, via.value, 50)}"
+            if id(node) in reported:
+                continue
+            reported.add(id(node))
+            ctx.report(
+                node,
+                f"'{text}' updates the state '{state}' of {cls.name} affinely with no bounded "
+                "nonlinearity: it grows or decays geometrically with the spectral radius of its recurrent "
+                "matrix; apply tanh (or gate it), or use a constrained diagonal recurrence",
+                stmt,
+            )
 
     def _cell_call(self, ctx: Context, assign, state: str, reported: Set[int]) -> None:  # type: ignore[no-untyped-def]
         value = assign.value
@@ -1001,7 +1023,8 @@ class LinearRecurrence(Rule):
         call = calls_by_node(ctx.facts).get(id(value))
         if call is None or call.dotted is None or call.has_star_args:
             return
-        if not any(isinstance(a.value, cst.Name) and a.value.value == state for a in value.args):
+        positions = [i for i, a in enumerate(value.args) if isinstance(a.value, cst.Name) and a.value.value == state]
+        if len(positions) != 1:
             return
         cell = _cell_class(ctx, call)
         if cell is None:
@@ -1010,44 +1033,77 @@ class LinearRecurrence(Rule):
         if forward is None or len(forward.returns) != 1:
             return
         params = [p for p in forward.param_order if p != "self"]
-        index = next(i for i, a in enumerate(value.args) if isinstance(a.value, cst.Name) and a.value.value == state)
+        index = positions[0]
         if value.args[index].keyword is not None:
             param = value.args[index].keyword.value  # type: ignore[union-attr]
         elif index < len(params):
             param = params[index]
         else:
             return
-        if param not in params or param in forward.assigns:
+        if param not in params:
             return
         ret = forward.returns[0]
-        subst = {name: values[0] for name, values in forward.assigns.items() if len(values) == 1 and "." not in name}
+        if assign.unpack_index is not None:
+            if not isinstance(ret, cst.Tuple) or assign.unpack_index >= len(ret.elements):
+                return
+            ret = ret.elements[assign.unpack_index].value
+        elif isinstance(ret, cst.Tuple):
+            return
+        # Names assigned once in forward stand for their value; the state parameter must not be
+        # rebound (hidden = torch.tanh(hidden) would make it bounded).
+        subst = {name: values[0] for name, values in forward.assigns.items()
+                 if len(values) == 1 and "." not in name and name != param}
+        if param in forward.assigns and not (isinstance(ret, cst.Name) and ret.value == param
+                                             and len(forward.assigns[param]) == 1):
+            return
+        if isinstance(ret, cst.Name) and ret.value == param:
+            ret = forward.assigns[param][0]
         affine = _Affine(ctx, cell)
         if affine.affine(ret, param, subst) is not True or id(ret) in reported:
             return
         reported.add(id(ret))
         ctx.report(
             ret,
-            f"{cell.name}.forward returns '{code(ctx.facts, ret, 50)}', an affine map of the state '{param}' "
-            f"with no bounded nonlinearity, and it is fed back as the next state (line {{loop}}): it grows or "
-            "decays geometrically with the spectral radius of its recurrent matrix; apply tanh or gate it",
+            f"{cell.name}.forward computes the new state as '{code(ctx.facts, ret, 50)}', an affine map of "
+            f"the old state '{param}' with no bounded nonlinearity, and it is fed back as the next state "
+            "(line {loop}): it grows or decays geometrically with the spectral radius of its recurrent "
+            "matrix; apply tanh or gate it",
             None,
             refs={"loop": assign.stmt},
         )
 
 
+def _carried(ctx: Context, loop: Loop, state: str) -> bool:
+    """The state exists before the loop: assigned earlier in the function, or a parameter."""
+    scope = loop.scope
+    if state in scope.params:
+        return True
+    return any(
+        a.target == state and a.scope is scope and a.order < loop.order and a.loop is not loop
+        and not (a.loop is not None and loop.contains(a.loop))
+        for a in ctx.facts.assigns
+    )
+
+
 def _cell_class(ctx: Context, call: CallFact) -> Optional[Scope]:
     dotted = call.dotted or ""
+    values: List[cst.BaseExpression] = []
     if dotted.startswith("self.") and dotted.count(".") == 1:
         cls = call.scope.enclosing_class
         if cls is None:
             return None
-        values = ctx.evaluator.self_attr_values(cls, dotted[5:])
-        if len(values) != 1 or not isinstance(values[0][0], cst.Call):
-            return None
-        name = dotted_name(values[0][0].func)
-    else:
-        name = None
-    return ctx.facts.classes.get(name or "")
+        values = [v for v, _ in ctx.evaluator.self_attr_values(cls, dotted[5:])]
+    elif "." not in dotted:
+        scope: Optional[Scope] = call.scope
+        while scope is not None and not values:
+            values = list(scope.assigns.get(dotted, []))
+            scope = scope.parent
+    if len(values) != 1:
+        return None
+    built = strip_chain(values[0])
+    if not isinstance(built, cst.Call):
+        return None
+    return ctx.facts.classes.get(dotted_name(built.func) or "")
 
 
 # -- RNN605: unbounded activation -----------------------------------------------------------

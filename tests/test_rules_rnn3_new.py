@@ -1,0 +1,522 @@
+"""RNN302-RNN306: scalers fit on evaluation data or before the split, shuffled splits of
+windowed series, padding without packing, and the test split used for validation.
+
+Each firing case checks the exact code and line; each near-miss must stay silent for that code."""
+
+from __future__ import annotations
+
+from lintutil import lint
+
+TORCH_MODEL = '''
+import numpy as np
+import pandas as pd
+import torch
+import torch.nn as nn
+
+
+class Net(nn.Module):
+    def __init__(self):
+        super().__init__()
+        self.lstm = nn.LSTM(4, 32, batch_first=True)
+        self.head = nn.Linear(32, 1)
+
+    def forward(self, x):
+        out, _ = self.lstm(x)
+        return self.head(out[:, -1])
+
+
+model = Net()
+'''
+# TORCH_MODEL is 19 lines long (the leading newline included): snippets appended to it start at line 20.
+TORCH_BASE = TORCH_MODEL.count("\n")
+
+KERAS_HEAD = '''
+import numpy as np
+import pandas as pd
+import keras
+from keras.layers import LSTM, Dense, Input
+'''
+KERAS_BASE = KERAS_HEAD.count("\n")
+
+
+def hits(source: str, code: str):
+    return [f.line for f in lint(source) if f.code == code]
+
+
+def torch_lines(snippet: str, code: str):
+    """Lines (relative to the snippet's first line = 1) of `code` findings in TORCH_MODEL + snippet."""
+    return [line - TORCH_BASE for line in hits(TORCH_MODEL + snippet, code)]
+
+
+def keras_lines(snippet: str, code: str):
+    return [line - KERAS_BASE for line in hits(KERAS_HEAD + snippet, code)]
+
+
+# -- RNN302 scaler-fit-on-eval-data ---------------------------------------------------------------
+
+
+def test_rnn302_fit_transform_on_tail_slice_of_split():
+    snippet = '''from sklearn.preprocessing import StandardScaler
+values = pd.read_csv("s.csv").to_numpy()
+n_train = int(0.8 * len(values))
+train_values, test_values = values[:n_train], values[n_train:]
+scaler = StandardScaler()
+train_values = scaler.fit_transform(train_values)
+test_values = scaler.fit_transform(test_values)
+x = torch.tensor(train_values)
+'''
+    assert torch_lines(snippet, "RNN302") == [7]
+
+
+def test_rnn302_second_part_of_train_test_split_and_message():
+    snippet = '''from sklearn.model_selection import train_test_split
+from sklearn.preprocessing import MinMaxScaler
+X, y = np.load("x.npy"), np.load("y.npy")
+a, b, c, d = train_test_split(X, y, shuffle=False)
+sc = MinMaxScaler()
+a = sc.fit_transform(a)
+b = sc.fit_transform(b)
+'''
+    findings = [f for f in lint(TORCH_MODEL + snippet) if f.code == "RNN302"]
+    assert [f.line - TORCH_BASE for f in findings] == [7]
+    assert "sc.fit_transform(b)" in findings[0].message
+
+
+def test_rnn302_keras_adapt_and_named_validation_split():
+    snippet = '''from keras.layers import Normalization
+x_train, x_val = np.load("a.npy"), np.load("b.npy")
+norm = Normalization()
+norm.adapt(x_val)
+model = keras.Sequential([Input(shape=(10, 3)), norm, LSTM(8), Dense(1)])
+'''
+    assert keras_lines(snippet, "RNN302") == [4]
+
+
+def test_rnn302_manual_statistics_of_test_data():
+    snippet = '''X_train, X_test = np.load("tr.npy"), np.load("te.npy")
+X_train = (X_train - X_train.mean(axis=0)) / X_train.std(axis=0)
+X_test = (X_test - X_test.mean(axis=0)) / X_test.std(axis=0)
+'''
+    assert torch_lines(snippet, "RNN302") == [3]
+
+
+def test_rnn302_helper_that_fits_on_its_argument():
+    snippet = '''from sklearn.preprocessing import MinMaxScaler
+train_df, test_df = pd.read_csv("train.csv"), pd.read_csv("test.csv")
+
+
+def normalise(frame):
+    scaler = MinMaxScaler()
+    return scaler.fit_transform(frame)
+
+
+train = normalise(train_df)
+test = normalise(test_df)
+'''
+    assert torch_lines(snippet, "RNN302") == [11]
+
+
+def test_rnn302_near_misses_are_silent():
+    snippet = '''from sklearn.preprocessing import StandardScaler
+X_train, X_test = np.load("tr.npy"), np.load("te.npy")
+scaler = StandardScaler().fit(X_train)
+X_train = scaler.transform(X_train)
+X_test = scaler.transform(X_test)
+# per-sample normalisation is not a fit on the test set
+X_test = (X_test - X_test.mean(axis=1, keepdims=True)) / X_test.std(axis=1, keepdims=True)
+# a statistic inside a score is not a scaling
+r2 = 1 - ((X_test - X_train) ** 2).sum() / ((X_test - X_test.mean()) ** 2).sum()
+# "test" in a name with no training counterpart and no split: unknown
+demo_scaler = StandardScaler()
+test_input = demo_scaler.fit_transform(np.random.rand(5, 4))
+'''
+    assert torch_lines(snippet, "RNN302") == []
+
+
+def test_rnn302_guarded_helper_is_silent():
+    snippet = '''from sklearn.preprocessing import StandardScaler
+scaler = StandardScaler()
+train_df, test_df = pd.read_csv("train.csv"), pd.read_csv("test.csv")
+
+
+def prepare(frame, fit=False):
+    if fit:
+        scaler.fit(frame)
+    return scaler.transform(frame)
+
+
+train = prepare(train_df, fit=True)
+test = prepare(test_df)
+'''
+    assert torch_lines(snippet, "RNN302") == []
+
+
+# -- RNN303 scaler-fit-before-split -----------------------------------------------------------------
+
+
+def test_rnn303_fit_on_all_then_head_slice():
+    snippet = '''import math
+from sklearn.preprocessing import MinMaxScaler
+dataset = pd.read_csv("close.csv").filter(["Close"]).values
+training_data_len = math.ceil(len(dataset) * 0.8)
+scaler = MinMaxScaler(feature_range=(0, 1))
+scaled_data = scaler.fit_transform(dataset)
+train_data = scaled_data[0:training_data_len, :]
+test_data = scaled_data[training_data_len - 60:, :]
+'''
+    findings = [f for f in lint(TORCH_MODEL + snippet) if f.code == "RNN303"]
+    assert [f.line - TORCH_BASE for f in findings] == [6]
+    assert f"line {TORCH_BASE + 7}" in findings[0].message
+
+
+def test_rnn303_fit_then_train_test_split_through_windows():
+    snippet = '''from sklearn.model_selection import train_test_split
+from sklearn.preprocessing import StandardScaler
+
+
+def windows(series, width):
+    xs, ys = [], []
+    for i in range(len(series) - width):
+        xs.append(series[i:i + width])
+        ys.append(series[i + width])
+    return np.array(xs), np.array(ys)
+
+
+values = StandardScaler().fit_transform(pd.read_csv("load.csv").to_numpy())
+X, y = windows(values, 24)
+X_train, X_test, y_train, y_test = train_test_split(X, y, test_size=0.2, shuffle=False)
+'''
+    assert torch_lines(snippet, "RNN303") == [13]
+
+
+def test_rnn303_in_place_columns_and_manual_standardisation():
+    snippet = '''from sklearn.preprocessing import MinMaxScaler
+df = pd.read_csv("energy.csv")
+cols = ["load", "temp"]
+df[cols] = MinMaxScaler().fit_transform(df[cols])
+split = int(len(df) * 0.8)
+train_df, test_df = df[:split], df[split:]
+raw = pd.read_csv("other.csv")
+raw = (raw - raw.mean()) / raw.std()
+n_train = 1000
+head, tail = raw[:n_train], raw[n_train:]
+'''
+    assert torch_lines(snippet, "RNN303") == [4, 8]
+
+
+def test_rnn303_near_misses_are_silent():
+    snippet = '''from sklearn.model_selection import train_test_split
+from sklearn.preprocessing import StandardScaler
+data = pd.read_csv("a.csv").to_numpy()
+train_end = int(len(data) * 0.7)
+scaler = StandardScaler().fit(data[:train_end])
+scaled = scaler.transform(data)
+train, test = scaled[:train_end], scaled[train_end:]
+# shifting by one step is not a split
+x_all, y_all = scaled[:-1], scaled[1:]
+# a training file fit, then split into train/validation
+train_df = pd.read_csv("train.csv")
+test_df = pd.read_csv("test.csv")
+feats = StandardScaler().fit_transform(train_df)
+tr, va = train_test_split(feats, test_size=0.1)
+# fit after the split, on the training part
+other = np.load("b.npy")
+o_train, o_test = train_test_split(other, test_size=0.2, shuffle=False)
+sc2 = StandardScaler()
+o_train = sc2.fit_transform(o_train)
+'''
+    assert torch_lines(snippet, "RNN303") == []
+
+
+# -- RNN304 shuffled-time-series-split ------------------------------------------------------------
+
+
+def test_rnn304_comprehension_windows_keras():
+    snippet = '''from sklearn.model_selection import train_test_split
+WINDOW = 50
+series = np.load("s.npy")
+x = np.stack([series[i:i + WINDOW] for i in range(len(series) - WINDOW)])[..., None]
+y = series[WINDOW:]
+x_train, x_test, y_train, y_test = train_test_split(x, y, test_size=0.2, random_state=42)
+model = keras.Sequential([Input(shape=(WINDOW, 1)), LSTM(64), Dense(1)])
+'''
+    findings = [f for f in lint(KERAS_HEAD + snippet) if f.code == "RNN304"]
+    assert [f.line - KERAS_BASE for f in findings] == [6]
+    assert "share 49 of 50 steps" in findings[0].message
+
+
+def test_rnn304_loop_helper_and_explicit_shuffle_true():
+    snippet = '''from sklearn.model_selection import train_test_split
+
+
+def create_sequences(data, seq_length):
+    xs, ys = [], []
+    for i in range(len(data) - seq_length):
+        x = data[i:(i + seq_length)]
+        xs.append(x)
+        ys.append(data[i + seq_length])
+    return np.array(xs), np.array(ys)
+
+
+X, y = create_sequences(np.load("s.npy"), 30)
+X_train, X_test, y_train, y_test = train_test_split(X, y, test_size=0.2, shuffle=True)
+'''
+    assert torch_lines(snippet, "RNN304") == [14]
+
+
+def test_rnn304_random_split_of_window_dataset():
+    snippet = '''from torch.utils.data import Dataset, random_split
+
+
+class Windows(Dataset):
+    def __init__(self, series, seq_len):
+        self.series, self.seq_len = series, seq_len
+
+    def __len__(self):
+        return len(self.series) - self.seq_len
+
+    def __getitem__(self, idx):
+        return self.series[idx:idx + self.seq_len], self.series[idx + self.seq_len]
+
+
+dataset = Windows(torch.tensor(np.load("s.npy")), 48)
+train_set, test_set = random_split(dataset, [0.8, 0.2])
+'''
+    assert torch_lines(snippet, "RNN304") == [16]
+
+
+def test_rnn304_rows_split_then_windowed():
+    snippet = '''from sklearn.model_selection import train_test_split
+from keras.preprocessing.sequence import TimeseriesGenerator
+df = pd.read_csv("d.csv", parse_dates=["date"], index_col="date")
+train, test = train_test_split(df, test_size=0.2)
+gen = TimeseriesGenerator(train.values, train.values, length=24)
+model = keras.Sequential([Input(shape=(24, 3)), LSTM(16), Dense(1)])
+'''
+    assert keras_lines(snippet, "RNN304") == [4]
+
+
+def test_rnn304_near_misses_are_silent():
+    snippet = '''import argparse
+from sklearn.model_selection import train_test_split
+parser = argparse.ArgumentParser()
+parser.add_argument("--shuffle", action="store_true")
+args = parser.parse_args()
+W = 20
+series = np.load("s.npy")
+x = np.stack([series[i:i + W] for i in range(len(series) - W)])
+y = series[W:]
+a, b, c, d = train_test_split(x, y, test_size=0.2, shuffle=False)
+e, f, g, h = train_test_split(x, y, test_size=0.2, shuffle=args.shuffle)
+# non-overlapping windows
+blocks = []
+for i in range(0, len(series) - W, W):
+    blocks.append(series[i:i + W])
+blocks = np.array(blocks)
+k, l = train_test_split(blocks, test_size=0.2)
+# independent samples (no windows)
+feats, labels = np.load("f.npy"), np.load("l.npy")
+m, n, o, p = train_test_split(feats, labels, test_size=0.2)
+'''
+    assert torch_lines(snippet, "RNN304") == []
+
+
+# -- RNN305 padding-without-packing -----------------------------------------------------------------
+
+TORCH_PADDED = '''
+import torch
+import torch.nn as nn
+from torch.nn.utils.rnn import pad_sequence
+
+
+def collate(batch):
+    seqs, labels = zip(*batch)
+    return pad_sequence(seqs, batch_first=True), torch.tensor(labels)
+
+
+class Classifier(nn.Module):
+    def __init__(self):
+        super().__init__()
+        self.embed = nn.Embedding(1000, 32, padding_idx=0)
+        self.gru = nn.GRU(32, 64, batch_first=True)
+        self.head = nn.Linear(64, 2)
+
+    def forward(self, tokens):
+        {body}
+'''
+
+
+def test_rnn305_torch_last_step_and_h_n():
+    last = TORCH_PADDED.format(body="out, _ = self.gru(self.embed(tokens))\n        return self.head(out[:, -1, :])")
+    findings = [f for f in lint(last) if f.code == "RNN305"]
+    assert [f.line for f in findings] == [20]
+    assert "out[:, -1, :]" in findings[0].message and "line 9" in findings[0].message
+    state = TORCH_PADDED.format(body="_, h_n = self.gru(self.embed(tokens))\n        return self.head(h_n[-1])")
+    assert hits(state, "RNN305") == [20]
+
+
+def test_rnn305_torch_near_misses():
+    packed = TORCH_PADDED.replace(
+        "from torch.nn.utils.rnn import pad_sequence",
+        "from torch.nn.utils.rnn import pack_padded_sequence, pad_sequence",
+    ).format(body="_, h_n = self.gru(pack_padded_sequence(self.embed(tokens), [3], batch_first=True))\n"
+                  "        return self.head(h_n[-1])")
+    assert hits(packed, "RNN305") == []
+    gathered = TORCH_PADDED.format(
+        body="out, _ = self.gru(self.embed(tokens))\n"
+             "        return self.head(out[torch.arange(out.size(0)), self.lengths - 1])"
+    )
+    assert hits(gathered, "RNN305") == []
+    left = TORCH_PADDED.replace("batch_first=True), torch", "batch_first=True, padding_side=\"left\"), torch").format(
+        body="out, _ = self.gru(self.embed(tokens))\n        return self.head(out[:, -1])"
+    )
+    assert hits(left, "RNN305") == []
+
+
+KERAS_PADDED = '''
+import numpy as np
+import keras
+from keras.layers import LSTM, Dense, Embedding, GlobalMaxPooling1D
+from keras.utils import pad_sequences
+
+x = pad_sequences(np.load("seqs.npy", allow_pickle=True), maxlen=200{pad})
+model = keras.Sequential([
+    Embedding(5000, 32{mask}),
+    LSTM(32{seq}),
+    {tail}
+    Dense(1, activation="sigmoid"),
+])
+'''
+
+
+def test_rnn305_keras_post_padding_without_mask():
+    source = KERAS_PADDED.format(pad=', padding="post"', mask="", seq="", tail="")
+    findings = [f for f in lint(source) if f.code == "RNN305"]
+    assert [f.line for f in findings] == [10]
+    assert "line 7" in findings[0].message
+
+
+def test_rnn305_keras_near_misses():
+    assert hits(KERAS_PADDED.format(pad=', padding="post"', mask=", mask_zero=True", seq="", tail=""), "RNN305") == []
+    assert hits(KERAS_PADDED.format(pad="", mask="", seq="", tail=""), "RNN305") == []  # "pre" is the default
+    pooled = KERAS_PADDED.format(pad=', padding="post"', mask="", seq=", return_sequences=True",
+                                 tail="GlobalMaxPooling1D(),")
+    assert hits(pooled, "RNN305") == []
+
+
+# -- RNN306 test-set-as-validation ------------------------------------------------------------------
+
+
+def test_rnn306_keras_early_stopping_and_checkpoint():
+    snippet = '''from keras.callbacks import EarlyStopping, ModelCheckpoint
+X_train, y_train = np.load("a.npy"), np.load("b.npy")
+X_test, y_test = np.load("c.npy"), np.load("d.npy")
+model = keras.Sequential([Input(shape=(30, 4)), LSTM(16), Dense(1)])
+model.compile(optimizer="adam", loss="mse")
+stop = EarlyStopping(patience=5)
+model.fit(X_train, y_train, epochs=50, validation_data=(X_test, y_test), callbacks=[stop])
+best = ModelCheckpoint("best.keras", monitor="val_loss", save_best_only=True)
+callbacks = [best]
+model.fit(X_train, y_train, epochs=50,
+          validation_data=(X_test, y_test), callbacks=callbacks)
+'''
+    findings = [f for f in lint(KERAS_HEAD + snippet) if f.code == "RNN306"]
+    assert [f.line - KERAS_BASE for f in findings] == [7, 11]
+    assert "EarlyStopping(monitor='val_loss')" in findings[0].message
+
+
+def test_rnn306_keras_near_misses():
+    snippet = '''from keras.callbacks import EarlyStopping, ModelCheckpoint
+X_train, y_train = np.load("a.npy"), np.load("b.npy")
+X_val, y_val = np.load("e.npy"), np.load("f.npy")
+X_test, y_test = np.load("c.npy"), np.load("d.npy")
+model = keras.Sequential([Input(shape=(30, 4)), LSTM(16), Dense(1)])
+model.compile(optimizer="adam", loss="mse")
+model.fit(X_train, y_train, validation_data=(X_val, y_val), callbacks=[EarlyStopping(patience=5)])
+model.fit(X_train, y_train, validation_data=(X_test, y_test))
+model.fit(X_train, y_train, validation_data=(X_test, y_test), callbacks=[ModelCheckpoint("m.keras")])
+model.fit(X_train, y_train, validation_data=(X_test, y_test), callbacks=[EarlyStopping(monitor="loss")])
+model.evaluate(X_test, y_test)
+'''
+    assert keras_lines(snippet, "RNN306") == []
+
+
+TORCH_LOOP = '''
+import torch
+import torch.nn as nn
+from torch.utils.data import DataLoader, TensorDataset
+
+
+class Net(nn.Module):
+    def __init__(self):
+        super().__init__()
+        self.lstm = nn.LSTM(4, 16, batch_first=True)
+        self.head = nn.Linear(16, 1)
+
+    def forward(self, x):
+        out, _ = self.lstm(x)
+        return self.head(out[:, -1])
+
+
+def evaluate(model, loader):
+    model.eval()
+    with torch.no_grad():
+        return sum(nn.functional.mse_loss(model(x), y).item() for x, y in loader) / len(loader)
+
+
+x, y = torch.randn(1000, 20, 4), torch.randn(1000, 1)
+train_loader = DataLoader(TensorDataset(x[:800], y[:800]), batch_size=32, shuffle=True)
+{eval_name}_loader = DataLoader(TensorDataset(x[800:], y[800:]), batch_size=32)
+model = Net()
+optimizer = torch.optim.Adam(model.parameters(), lr=1e-3)
+scheduler = torch.optim.lr_scheduler.ReduceLROnPlateau(optimizer, factor=0.5, patience=5, min_lr=1e-5)
+best_loss = float("inf")
+for epoch in range(50):
+    model.train()
+    for xb, yb in train_loader:
+        optimizer.zero_grad()
+        loss = nn.functional.mse_loss(model(xb), yb)
+        loss.backward()
+        torch.nn.utils.clip_grad_norm_(model.parameters(), 1.0)
+        optimizer.step()
+    {tail}
+'''
+
+
+def test_rnn306_torch_scheduler_and_best_checkpoint():
+    tail = '''score = evaluate(model, test_loader)
+    scheduler.step(score)
+    if score < best_loss:
+        best_loss = score
+        torch.save(model.state_dict(), "best.pt")'''
+    source = TORCH_LOOP.format(eval_name="test", tail=tail)
+    findings = [f for f in lint(source) if f.code == "RNN306"]
+    assert [f.line for f in findings] == [40, 41]
+    assert "ReduceLROnPlateau" in findings[0].message and "best epoch" in findings[1].message
+
+
+def test_rnn306_torch_loop_over_test_loader_drives_early_stopping():
+    tail = '''model.eval()
+    test_loss = 0.0
+    with torch.no_grad():
+        for xb, yb in test_loader:
+            test_loss += nn.functional.mse_loss(model(xb), yb).item()
+    early_stopping(test_loss, model)'''
+    source = TORCH_LOOP.format(eval_name="test", tail=tail).replace(
+        "best_loss = float", "early_stopping = lambda *a: None\nbest_loss = float"
+    )
+    assert hits(source, "RNN306") == [45]
+
+
+def test_rnn306_torch_near_misses():
+    tail = '''score = evaluate(model, val_loader)
+    scheduler.step(score)
+    if score < best_loss:
+        best_loss = score'''
+    assert hits(TORCH_LOOP.format(eval_name="val", tail=tail), "RNN306") == []
+    # the test set evaluated each epoch for a printout only, and once at the end
+    tail = '''print(epoch, evaluate(model, test_loader))
+    test_loss = evaluate(model, test_loader)
+    print(test_loss)
+print("final", evaluate(model, test_loader))'''
+    assert hits(TORCH_LOOP.format(eval_name="test", tail=tail), "RNN306") == []
