@@ -5,6 +5,8 @@ identified by its code, its path relative to the repository root and the whitesp
 text of the line it points at, never by its line number. Lines inserted or removed above a
 finding therefore leave its fingerprint alone. Identical lines flagged with the same code in one
 file are told apart by an occurrence counter in line order (`<hash>:0`, `<hash>:1`, ...).
+For a notebook finding the line is read inside its cell and the cell number is not hashed, so
+cells inserted above keep it too. With no readable line, the message (line numbers masked) is used.
 """
 
 from __future__ import annotations
@@ -56,27 +58,44 @@ def cell_of(finding: Finding) -> Optional[int]:
     return cell if isinstance(cell, int) and not isinstance(cell, bool) else None
 
 
-def _source_lines(path: str) -> Optional[List[str]]:
-    if not path.endswith(".py"):
-        return None  # a notebook's raw JSON lines are not the lines a finding counts
+def _read(path: str) -> Optional[str]:
     try:
         from rnnlint.engine import read_source
 
-        return _LINE_BREAK.split(read_source(path))
+        return read_source(path)
     except Exception:  # noqa: BLE001 - an unreadable file falls back to the message
         return None
 
 
+def _lines_of(finding: Finding, cache: Dict[Tuple[str, Optional[int]], Optional[List[str]]]) -> Optional[List[str]]:
+    """The lines `finding.line` counts: the file's, or for a notebook finding its cell's."""
+    cell = cell_of(finding)
+    key = (finding.path, cell)
+    if key not in cache:
+        text = _read(finding.path)
+        if text is None:
+            cache[key] = None
+        elif cell is not None:
+            from rnnlint.notebooks import cell_lines
+
+            cache[key] = cell_lines(text, cell) or None
+        elif finding.path.endswith(".ipynb"):
+            cache[key] = None  # raw notebook JSON lines are not the lines a finding counts
+        else:
+            cache[key] = _LINE_BREAK.split(text)
+    return cache[key]
+
+
 def _context(finding: Finding, lines: Optional[List[str]]) -> str:
-    """The normalised text a fingerprint hashes: the reported line, else the message."""
-    if lines is not None and cell_of(finding) is None and 1 <= finding.line <= len(lines):
+    """The normalised text a fingerprint hashes: the reported line, else the message.
+    A notebook cell's number is left out, so inserting cells above keeps fingerprints."""
+    if lines is not None and 1 <= finding.line <= len(lines):
         text = _SPACE.sub(" ", lines[finding.line - 1]).strip()
         if text:
             return "line:" + text
     # No source line: the message, with the line numbers it may name masked out.
     message = _LINE_REF.sub("line #", finding.message)
-    cell = cell_of(finding)
-    return ("cell:" if cell is not None else "message:") + _SPACE.sub(" ", message).strip()
+    return "message:" + _SPACE.sub(" ", message).strip()
 
 
 def identity_of_path(path: str, root: Path) -> str:
@@ -91,13 +110,11 @@ def identity(finding: Finding, root: Path) -> str:
 
 def fingerprints(findings: Sequence[Finding], root: Path) -> List[str]:
     """One fingerprint per finding, in the order given: `<32 hex digits>:<occurrence>`."""
-    sources: Dict[str, Optional[List[str]]] = {}
+    sources: Dict[Tuple[str, Optional[int]], Optional[List[str]]] = {}
     hashes: List[Tuple[str, Tuple[int, int, int, int]]] = []
     for index, f in enumerate(findings):
-        if f.path not in sources:
-            sources[f.path] = _source_lines(f.path)
         digest = hashlib.sha256()
-        for part in (FINGERPRINT_VERSION, f.code, identity(f, root), _context(f, sources[f.path])):
+        for part in (FINGERPRINT_VERSION, f.code, identity(f, root), _context(f, _lines_of(f, sources))):
             digest.update(part.encode("utf-8", "surrogatepass"))
             digest.update(b"\x00")
         hashes.append((digest.hexdigest()[:32], (cell_of(f) or 0, f.line, f.column, index)))

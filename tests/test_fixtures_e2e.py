@@ -27,8 +27,11 @@ def test_fixtures_match_expectations():
     assert proc.returncode == 1, proc.stderr
     data = json.loads(proc.stdout)
     assert data["errors"] == []
+    # Notebook findings are listed as `notebooks/x.ipynb:cell 8:14: RNN101`.
     actual = {
-        (Path(f["path"]).relative_to("fixtures").as_posix(), f["line"], f["code"]) for f in data["findings"]
+        (Path(f["path"]).relative_to("fixtures").as_posix() + (f":cell {f['cell']}" if "cell" in f else ""),
+         f["line"], f["code"])
+        for f in data["findings"]
     }
     want = expected()
     assert sorted(actual - want) == [], "unexpected findings"

@@ -675,3 +675,10 @@ def test_rnn206_keras_used_callbacks_and_long_runs_are_silent():
     for fold in range(3):
         model.fit(x, y, epochs=5, callbacks=[EarlyStopping(patience=10)])
     ''', head=KERAS_HEAD)
+
+
+def test_rnn107_save_nested_in_the_same_branch_is_silent():
+    expect("RNN107", BEST_LOOP.format(
+        keep="best_loss = val_loss\n        best_state = model.state_dict()\n        if epoch > 5:\n            torch.save(best_state, 'best.pt')",
+        after="print(best_loss)",
+    ))

@@ -507,3 +507,25 @@ def test_near_miss_variant_is_silent_and_each_variant_fires_its_rule():
         code = "RNN" + path.name[3:6]
         codes = {c for c, _ in found(path.read_text())}
         assert codes == {code}, (path.name, codes)
+
+
+def test_602_hand_written_matrix_reset_afterwards_is_silent():
+    source = '''
+    import math
+    import torch
+    import torch.nn as nn
+    class RNN(nn.Module):
+        def __init__(self, input_size, hidden_size):
+            super().__init__()
+            self.hidden_size = hidden_size
+            self.W_hh = nn.Parameter(torch.randn(hidden_size, hidden_size))
+            self.reset_parameters()
+        def reset_parameters(self):
+            std = 1.0 / math.sqrt(self.hidden_size)
+            for weight in self.parameters():
+                weight.data.uniform_(-std, std)
+        def forward(self, x_t, h_prev):
+            return torch.tanh(x_t + h_prev @ self.W_hh)
+    rnn = RNN(8, 64)
+    '''
+    assert found(source) == []

@@ -3,7 +3,6 @@ the driver, relative URIs, fingerprints that survive unrelated edits, and the RE
 
 from __future__ import annotations
 
-import dataclasses
 import importlib.resources
 import json
 import re
@@ -13,7 +12,6 @@ import subprocess
 import sys
 import textwrap
 from pathlib import Path
-from typing import Optional
 
 import pytest
 from lintutil import ROOT, run_cli
@@ -191,18 +189,32 @@ def test_identical_lines_get_occurrence_counters(tmp_path):
 
 
 def test_notebook_cell_findings_validate(validator):
-    @dataclasses.dataclass(frozen=True)
-    class CellFinding(Finding):
-        cell: Optional[int] = None
-
     findings = [
-        CellFinding("nb.ipynb", 2, 1, 2, 5, "RNN401", "dropout-single-layer", Severity.WARNING, "dropout=0.2", cell=3),
-        Finding("nb2.ipynb", 1, 1, 1, 5, "RNN101", "no-grad-clipping", Severity.WARNING, "unclipped", extra={"cell": 0}),
+        Finding("nb.ipynb", 2, 1, 2, 5, "RNN401", "dropout-single-layer", Severity.WARNING, "dropout=0.2", cell=3),
+        Finding("nb2.ipynb", 1, 1, 1, 5, "RNN101", "no-grad-clipping", Severity.WARNING, "unclipped", extra={"cell": 1}),
     ]
     log = as_dict(RunResult(findings=findings, root=str(ROOT)))
     assert_valid(validator, log)
     got = [(r["properties"]["cell"], r["message"]["text"]) for r in log["runs"][0]["results"]]
-    assert got == [(3, "dropout=0.2 (notebook cell 3)"), (0, "unclipped (notebook cell 0)")]
+    assert got == [(3, "dropout=0.2 (notebook cell 3)"), (1, "unclipped (notebook cell 1)")]
+
+
+def test_notebook_fingerprints_survive_cells_inserted_above(tmp_path, validator):
+    nbformat = pytest.importorskip("nbformat")
+    from nbformat.v4 import new_code_cell, new_markdown_cell, new_notebook
+
+    repo = git_repo(tmp_path / "repo")
+    setup, train = BUGGY.split("for x, y in loader:\n")
+    cells = [new_code_cell(setup), new_code_cell("for x, y in loader:\n" + train)]
+    nbformat.write(new_notebook(cells=cells), str(repo / "nb.ipynb"))
+    log = sarif_of(run_cli("check", "--no-config", "--no-cache", "--format", "sarif", "nb.ipynb", cwd=repo))
+    assert_valid(validator, log)
+    before = {r["ruleId"]: (r["properties"]["cell"], r["partialFingerprints"][FINGERPRINT_KEY]) for r in log["runs"][0]["results"]}
+    assert {code: cell for code, (cell, _) in before.items()} == {"RNN401": 1, "RNN101": 2}
+    nbformat.write(new_notebook(cells=[new_markdown_cell("# Intro"), new_code_cell("import os")] + cells), str(repo / "nb.ipynb"))
+    log = sarif_of(run_cli("check", "--no-config", "--no-cache", "--format", "sarif", "nb.ipynb", cwd=repo))
+    after = {r["ruleId"]: (r["properties"]["cell"], r["partialFingerprints"][FINGERPRINT_KEY]) for r in log["runs"][0]["results"]}
+    assert after == {code: (cell + 2, fp) for code, (cell, fp) in before.items()}
 
 
 def test_files_that_cannot_be_checked_are_notifications(tmp_path, validator):

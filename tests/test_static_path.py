@@ -11,7 +11,7 @@ from lintutil import ROOT, codes, lint
 def test_check_imports_no_torch_or_tensorflow():
     target = ROOT / "fixtures" / "torch_stock_lstm_noclip.py"
     proc = subprocess.run(
-        [sys.executable, "-X", "importtime", "-m", "rnnlint", "check", "--no-config", str(target)],
+        [sys.executable, "-X", "importtime", "-m", "rnnlint", "check", "--no-config", "--no-cache", str(target)],
         capture_output=True, text=True,
     )
     modules = {line.split("|")[-1].strip().split(".")[0] for line in proc.stderr.splitlines() if "|" in line}

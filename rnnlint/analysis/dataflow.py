@@ -238,6 +238,10 @@ class DataFlow:
         self.facts = facts
         self.calls_by_node: Dict[int, CallFact] = {id(c.node): c for c in facts.calls}
         self.assigns = sorted(facts.assigns, key=lambda a: a.order)
+        self._plain_values: Dict[str, List[cst.BaseExpression]] = {}
+        for assign in self.assigns:
+            if assign.unpack_index is None:
+                self._plain_values.setdefault(assign.target, []).append(assign.value)
         self._assigned_calls: Dict[str, List[CallFact]] = {}
         for call in facts.calls:
             if call.assigned_to is not None:
@@ -452,7 +456,7 @@ class DataFlow:
             return True
         if depth < 2:
             for name in names_in(node):
-                values = [a.value for a in self.facts.assigns if a.target == name and a.unpack_index is None]
+                values = self._plain_values.get(name, [])
                 if len(values) == 1 and self.is_split_bound(values[0], depth + 1):
                     return True
         return False

@@ -393,10 +393,6 @@ def keeps_last_axis(node: cst.Subscript, rank: int) -> bool:
     return len(elements) == rank and is_full_slice(elements[-1])
 
 
-def result_rank(result: RecurrentResult) -> int:
-    return 3  # output (L, N, D*H) / (N, L, D*H); h_n, c_n (D*layers, N, H)
-
-
 def subscript_rank(node: cst.Subscript, rank: int) -> Optional[int]:
     """The rank after indexing with integers and slices only."""
     dropped = 0

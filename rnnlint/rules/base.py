@@ -12,18 +12,8 @@ from rnnlint.analysis.project import ImportedModel, imported_models
 from rnnlint.analysis.recurrent import RecurrentLayer, keras_model_is_recurrent, recurrent_layers
 from rnnlint.analysis.training import TrainingUnit, training_units
 from rnnlint.analysis.values import Evaluator
-from rnnlint.findings import Severity
-
-
-@dataclass(frozen=True)
-class RuleMeta:
-    code: str
-    name: str
-    severity: Severity
-    frameworks: Tuple[str, ...]
-    summary: str
-    mode: str = "static"  # "static" | "runtime"
-    options: Dict[str, Any] = field(default_factory=dict)
+from rnnlint.findings import Severity  # noqa: F401 - rule modules import it from here
+from rnnlint.rules.meta import RuleMeta
 
 
 @dataclass(frozen=True)

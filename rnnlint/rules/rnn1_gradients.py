@@ -772,8 +772,11 @@ class BestCheckpointAliased(Rule):
                 if call.order <= assign.order or not any(_mentions(a.value, target) for a in call.args):
                     continue
                 if call.method == "save":
-                    same_branch = [id(g) for g in call.guards] == [id(g) for g in fact.guards]
-                    if same_branch and call.loop is assign.loop and call.scope is assign.scope:
+                    # In the assigning branch, possibly under a further `if` (if args.save: ...).
+                    outer = [id(g) for g in fact.guards]
+                    same_branch = [id(g) for g in call.guards][:len(outer)] == outer
+                    inside = call.loop is assign.loop or (call.loop is not None and assign.loop.contains(call.loop))
+                    if same_branch and inside and call.scope is assign.scope:
                         saved_here = True
                     else:
                         saved_later = True

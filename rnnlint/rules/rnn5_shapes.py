@@ -21,7 +21,6 @@ from rnnlint.analysis.shapes import (
     KEEP_FUNCTIONS,
     KEEP_METHODS,
     KEEP_MODULES,
-    FlowIndex,
     RecurrentResult,
     bound_layer,
     bound_module_call,
@@ -888,11 +887,6 @@ def _batch_major_reshape(node: cst.CSTNode) -> Optional[str]:
     if _batch_like(args[0]) and _time_like(args[1]):
         return "(" + ", ".join(cst.Module([]).code_for_node(a) for a in args) + ")"
     return None
-
-
-@dataclass
-class _Evidence:
-    text: str
 
 
 class _InputTrace:

@@ -416,8 +416,11 @@ class RecurrentInitUnstable(Rule):
             seen.add(id(call.node))
             block = "" if all(l.kind == "RNN" for l in layers) else " (per gate block)"
             self._report(ctx, call.node, call.stmt, estimate, f"the {n} x {n} recurrent matrix{block} of {what}")
+        reinitialised = _reinitialises(ctx)
         for assign in ctx.facts.assigns:
-            if assign.aug_op is None and assign.unpack_index is None:
+            if assign.aug_op is None and assign.unpack_index is None and not (
+                reinitialised and not re.search(r"weight_hh_l\d", assign.target)
+            ):
                 self._assigned(ctx, reader, None, assign.value, assign.scope, assign.value, assign.stmt, assign.target)
         for layer in ctx.layers:
             if layer.framework == "keras":
@@ -542,6 +545,25 @@ class RecurrentInitUnstable(Rule):
             "use orthogonal or identity initialisation, or std = 1/sqrt(hidden)",
             stmt,
         )
+
+
+_INIT_METHODS = frozenset({"normal_", "uniform_", "orthogonal_", "copy_", "fill_", "zero_", "eye_",
+                           "xavier_uniform_", "xavier_normal_", "kaiming_uniform_", "kaiming_normal_",
+                           "trunc_normal_", "constant_"})
+_INIT_HOOKS = frozenset({"reset_parameters", "init_weights", "_init_weights", "initialize", "init_params",
+                         "reset", "_reset_parameters", "initialize_weights"})
+
+
+def _reinitialises(ctx: Context) -> bool:
+    """Whether the file initialises parameters after creating them (nn.init calls, in-place
+    normal_/uniform_, model.apply(fn), a reset_parameters() method): then the tensor a hand-written
+    matrix is created with is not what training starts from, and the rule reads the init calls."""
+    for call in ctx.facts.calls:
+        if (call.qualname or "").startswith(_TORCH_INIT) or call.method in _INIT_METHODS:
+            return True
+        if call.method == "apply" and len(call.args) == 1 and call.receiver is not None:
+            return True
+    return any(m in _INIT_HOOKS for cls in ctx.facts.classes.values() for m in cls.methods)
 
 
 _STATE_PARAM = re.compile(r"^(h|hx|hidden|h_?prev|h_?t|state|prev_?state|h_?0)$", re.I)
