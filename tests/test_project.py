@@ -139,3 +139,40 @@ def test_parallel_and_serial_runs_give_identical_reports():
         os.chdir(cwd)
     assert serial.findings and serial.findings == parallel.findings
     assert serial.errors == parallel.errors
+
+
+def test_eval_mode_is_checked_for_a_model_class_imported_from_another_file(tmp_path):
+    (tmp_path / "net.py").write_text(textwrap.dedent("""
+        import torch.nn as nn
+
+        class Classifier(nn.Module):
+            def __init__(self, vocab, hidden):
+                super().__init__()
+                self.embed = nn.Embedding(vocab, 64)
+                self.rnn = nn.GRU(64, hidden, batch_first=True)
+                self.drop = nn.Dropout(0.5)
+                self.out = nn.Linear(hidden, 2)
+
+            def forward(self, x):
+                _, h = self.rnn(self.embed(x))
+                return self.out(self.drop(h[-1]))
+    """))
+    (tmp_path / "run.py").write_text(textwrap.dedent("""
+        import torch
+        from net import Classifier
+
+        model = Classifier(5000, 128)
+        optimizer = torch.optim.Adam(model.parameters())
+        for x, y in train_loader:
+            optimizer.zero_grad()
+            loss = torch.nn.functional.cross_entropy(model(x), y)
+            loss.backward()
+            torch.nn.utils.clip_grad_norm_(model.parameters(), 1.0)
+            optimizer.step()
+        with torch.no_grad():
+            predictions = model(test_x).argmax(1)
+    """))
+    outcome = run(sorted(str(p) for p in tmp_path.glob("*.py")), Config(), jobs=1)
+    assert [(Path(f.path).name, f.code, f.line) for f in outcome.findings] == [("run.py", "RNN403", 14)]
+    alone = run([str(tmp_path / "run.py")], Config(), jobs=1)
+    assert alone.findings == []

@@ -20,6 +20,7 @@ import libcst as cst
 
 from rnnlint.analysis.facts import CallFact, Loop, ModuleFacts, Scope
 from rnnlint.analysis.names import dotted_name
+from rnnlint.analysis.project import imported_models
 from rnnlint.analysis.recurrent import RecurrentLayer
 from rnnlint.analysis.state_flow import expanded_calls, local_function
 from rnnlint.analysis.values import Evaluator, known
@@ -64,6 +65,13 @@ def dropout_classes(facts: ModuleFacts, evaluator: Evaluator, layers: List[Recur
                         break
                 if name in found:
                     break
+    # Whole-project runs: model classes imported from another checked file that use dropout.
+    imported = set()
+    for model in imported_models(facts, evaluator):
+        if model.kind == "class" and model.dropout and "." not in model.name:
+            found.setdefault(model.name, f"dropout (in {model.name}, defined in another file)")
+            imported.add(model.name)
+    facts.cache["imported_dropout_classes"] = imported
     facts.cache["dropout_classes"] = found
     return found
 
@@ -120,7 +128,8 @@ def instance_class(facts: ModuleFacts, name: str, scope: Scope, depth: int = 0) 
             classes = {_constructed_class(v) for v in values}
             if len(classes) == 1:
                 cls = classes.pop()
-                return cls if cls in facts.classes else None
+                imported = facts.cache.get("imported_dropout_classes", ())
+                return cls if cls in facts.classes or cls in imported else None  # type: ignore[operator]
             return None
         current = current.parent
     return None
