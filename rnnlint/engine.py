@@ -19,7 +19,7 @@ from rnnlint.positions import positions
 from rnnlint.rules import STATIC_RULES, matches
 from rnnlint.rules.base import Context, Report, Rule
 from rnnlint.source import PREFILTER, decode, load, read_source, to_checked_text  # noqa: F401 - re-exported
-from rnnlint.suppressions import is_suppressed, skips_file
+from rnnlint.suppressions import is_suppressed, skips_file, split_lines
 
 
 
@@ -79,7 +79,9 @@ def check_source(
         result.errors.append(FileError(path, too_deep, kind="parse"))
         return result
     if "\x00" in text:
-        result.errors.append(FileError(path, "file contains NUL bytes; not Python source", kind="parse"))
+        nul = text.index("\x00")
+        result.errors.append(FileError(path, "file contains NUL bytes; not Python source", kind="parse",
+                                       line=text.count("\n", 0, nul) + 1, column=nul - text.rfind("\n", 0, nul)))
         return result
     try:
         module = cst.parse_module(text)
@@ -92,6 +94,13 @@ def check_source(
     except Exception as exc:  # noqa: BLE001 - the parser can fail in ways it does not type
         result.errors.append(FileError(path, f"cannot parse file: {exc}", kind="parse"))
         return result
+    if _PY2_EXCEPT.search(text):
+        # libcst accepts `except A, e:` (Python 3.14 syntax for two exception types); older
+        # Pythons reject it, and it is almost always a Python 2 file: ask the running CPython.
+        rejected = _cpython_error(path, text)
+        if rejected is not None:
+            result.errors.append(rejected)
+            return result
     try:
         facts = collect_facts(path, module)
     except RecursionError:
@@ -126,7 +135,10 @@ def check_source(
     if keep_reports:
         result.module = module
     if reports:
-        result.findings = _locate(path, text, module, reports, result.reports if keep_reports else None)
+        try:
+            result.findings = _locate(path, text, module, reports, result.reports if keep_reports else None)
+        except RecursionError:
+            result.errors.append(FileError(path, "expression nesting too deep to locate findings", kind="parse"))
     return result
 
 
@@ -154,7 +166,70 @@ def _too_deep(text: str) -> str:
             count = len(_OPERATORS.findall(line))
             if count > MAX_OPERATORS_PER_LINE:
                 return f"one line chains {count} operators (limit {MAX_OPERATORS_PER_LINE}); not analysed"
+    if _long_statement(text):
+        return _syntax_depth(text)
     return ""
+
+
+# Expression nesting without brackets (a.b.b..., not not ..., lambda: lambda: ..., x if c else
+# y if ..., a + b + ..., elif chains) makes libcst's parser slow (quadratic) and, past a few
+# thousand levels, crashes the process; the walker runs out of recursion earlier. A statement
+# that deep is long, so only files with a long statement pay for CPython's parse, which
+# measures the depth. Below MAX_SYNTAX_DEPTH every construct tried parses and analyses.
+MAX_SYNTAX_DEPTH = 500
+LONG_STATEMENT = 1000
+_LONG_LINE = re.compile(r"[^\r\n]{%d}" % LONG_STATEMENT)
+_PY2_EXCEPT = re.compile(r"^[ \t]*except[ \t]+[^:\r\n()\[\]]+,[ \t]*\w+[ \t]*:", re.M)
+
+
+def _long_statement(text: str) -> bool:
+    """Whether some statement may be long enough to nest MAX_SYNTAX_DEPTH levels deep."""
+    if _LONG_LINE.search(text) or text.count("elif") > MAX_SYNTAX_DEPTH // 2:
+        return True
+    if text.count("\\\n") + text.count("\\\r") > LONG_STATEMENT // 10:
+        return True
+    start = depth = 0
+    for match in _BRACKETS.finditer(text):
+        if match.group() in "([{":
+            if depth == 0:
+                start = match.start()
+            depth += 1
+        elif depth > 0:
+            depth -= 1
+            if depth == 0 and match.start() - start > LONG_STATEMENT:
+                return True
+    return False
+
+
+def _syntax_depth(text: str) -> str:
+    """Why CPython's syntax tree of the file is too deep to analyse; "" when it is not (or
+    when it does not parse: the parse error is reported as usual)."""
+    try:
+        tree = ast.parse(text)
+    except (RecursionError, MemoryError):
+        return f"expressions nested too deep for Python's own parser (limit {MAX_SYNTAX_DEPTH}); not analysed"
+    except (SyntaxError, ValueError):
+        return ""
+    stack = [(tree, 1)]
+    while stack:
+        node, depth = stack.pop()
+        if depth > MAX_SYNTAX_DEPTH:
+            line = getattr(node, "lineno", 0)
+            where = f" at line {line}" if line else ""
+            return f"syntax nested more than {MAX_SYNTAX_DEPTH} levels deep{where}; not analysed"
+        stack.extend((child, depth + 1) for child in ast.iter_child_nodes(node))
+    return ""
+
+
+def _cpython_error(path: str, text: str) -> Optional[FileError]:
+    """The running CPython's syntax error for the file, or None when it compiles."""
+    try:
+        compile(text, path, "exec", flags=ast.PyCF_ONLY_AST, dont_inherit=True)
+    except SyntaxError as err:
+        return FileError(path, f"syntax error: {err.msg}", line=err.lineno or 0, column=err.offset or 0)
+    except (ValueError, RecursionError, MemoryError):
+        return None
+    return None
 
 
 def _syntax_error(path: str, text: str, exc: "cst.ParserSyntaxError") -> FileError:
@@ -166,7 +241,11 @@ def _syntax_error(path: str, text: str, exc: "cst.ParserSyntaxError") -> FileErr
         return FileError(path, f"syntax error: {err.msg}", line=err.lineno or 0, column=err.offset or 0)
     except (ValueError, RecursionError, MemoryError):
         pass
-    message = exc.message.replace("parser error: ", "")
+    else:  # valid Python that libcst cannot read (e.g. thousands of implicitly joined strings)
+        message = exc.message.replace("parser error: ", "").splitlines()[0][:200]
+        return FileError(path, f"libcst cannot parse this file although Python accepts it ({message}); "
+                               "not analysed", line=exc.raw_line, column=exc.raw_column + 1)
+    message = exc.message.replace("parser error: ", "").splitlines()[0][:200]
     return FileError(path, f"syntax error: {message}", line=exc.raw_line, column=exc.raw_column + 1)
 
 
@@ -180,7 +259,7 @@ def _locate(
             wanted.append(report.stmt)
         wanted.extend(report.refs.values())
     where = positions(module, wanted)
-    lines = text.splitlines()
+    lines = split_lines(text)
     findings: Dict[tuple, Finding] = {}
     for report in reports:
         pos = where.get(id(report.node))

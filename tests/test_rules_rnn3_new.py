@@ -520,3 +520,48 @@ def test_rnn306_torch_near_misses():
     print(test_loss)
 print("final", evaluate(model, test_loader))'''
     assert hits(TORCH_LOOP.format(eval_name="test", tail=tail), "RNN306") == []
+
+
+# --- RNN301 precision: bookkeeping names, statistics kept in a mapping, prepared files ---
+
+def test_rnn301_split_index_from_len_is_not_data():
+    from lintutil import lint
+    src = '''
+import numpy as np
+import torch
+import torch.nn as nn
+series = np.load("hourly.npy")
+split = int(len(series) * 0.8)
+scaled = series[:split] / 1.0
+model = nn.GRU(4, 64, batch_first=True)
+out, _ = model(torch.from_numpy(scaled).float())
+'''
+    assert [f.code for f in lint(src)] == []
+
+
+def test_rnn301_statistics_read_from_a_mapping_count_as_scaling():
+    from lintutil import lint
+    src = '''
+import numpy as np
+import torch
+import torch.nn as nn
+series = np.load("hourly.npz")
+x_train = (series["x_train"] - series["mean"]) / series["std"]
+model = nn.LSTM(4, 32, batch_first=True)
+out, _ = model(torch.tensor(x_train, dtype=torch.float32))
+'''
+    assert [f.code for f in lint(src)] == []
+
+
+def test_rnn301_a_file_named_as_prepared_is_trusted_but_raw_still_fires():
+    from lintutil import lint
+    src = '''
+import numpy as np
+import torch
+import torch.nn as nn
+series = np.load("{name}")
+model = nn.GRU(4, 64, batch_first=True)
+out, _ = model(torch.from_numpy(series).float())
+'''
+    assert [f.code for f in lint(src.replace("{name}", "hourly_scaled.npy"))] == []
+    assert [(f.code, f.line) for f in lint(src.replace("{name}", "hourly.npy"))] == [("RNN301", 8)]

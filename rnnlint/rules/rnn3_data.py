@@ -62,6 +62,50 @@ def _names_in(node: cst.CSTNode, out: Set[str]) -> Set[str]:
 
 
 _INDEX_HELPERS = frozenset({"len", "range", "int", "round", "slice", "enumerate"})
+_META_ATTRS = frozenset({"shape", "size", "ndim", "dtype", "columns", "index"})
+# A file path that says its data is already prepared: np.load("train_scaled.npy").
+_PREPARED_PATH = re.compile(r"scal|norm|standardi|preprocess|processed|prepared", re.I)
+
+
+def _data_names(node: cst.CSTNode) -> Set[str]:
+    """The names whose *values* flow into an expression: not those only measured for
+    bookkeeping (len(x), x.shape[0]) or used as indices (x[:split] flows x, not split)."""
+    found: Set[str] = set()
+    stack = [node]
+    while stack:
+        current = stack.pop()
+        if isinstance(current, cst.Call):
+            func = current.func
+            name = func.attr.value if isinstance(func, cst.Attribute) else dotted_name(func)
+            if name in _INDEX_HELPERS:
+                continue
+        if isinstance(current, cst.Attribute) and current.attr.value in _META_ATTRS:
+            continue
+        if isinstance(current, cst.Subscript):
+            stack.append(current.value)
+            continue
+        dotted = dotted_name(current)
+        if dotted is not None:
+            parts = dotted.split(".")
+            for i in range(1, len(parts) + 1):
+                found.add(".".join(parts[:i]))
+            continue
+        if isinstance(current, cst.Attribute):
+            stack.append(current.value)
+            continue
+        stack.extend(iter_children(current))
+    return found
+
+
+def _strings_in(node: cst.CSTNode) -> List[str]:
+    out = []
+    stack = [node]
+    while stack:
+        current = stack.pop()
+        if isinstance(current, cst.SimpleString):
+            out.append(current.value)
+        stack.extend(iter_children(current))
+    return out
 
 
 # Names assigned from a statistic of the data (lo = x.min(0)); set per file by the rule.
@@ -76,6 +120,7 @@ def _is_scaling_operation(node: cst.BinaryOperation) -> bool:
     names = _names_in(right, set())
     return (
         any(_SCALE_WORDS.search(n) for n in names)
+        or any(_SCALE_WORDS.search(text) for text in _strings_in(right))  # stats["std"]
         or bool(names & _STAT_NAMES)
         or _mentions_stat_call(right)
     )
@@ -151,6 +196,9 @@ def _source_of(node: cst.CSTNode, calls_by_node: Dict[int, CallFact]) -> Optiona
         if isinstance(current, cst.Call):
             call = calls_by_node.get(id(current))
             if call is not None and call.qualname in NUMERIC_SOURCES:
+                path = call.positional(0)
+                if isinstance(path, cst.SimpleString) and _PREPARED_PATH.search(path.value):
+                    return None
                 return call
         stack.extend(iter_children(current))
     return None
@@ -183,7 +231,7 @@ class UnscaledInputs(Rule):
             value = assign.value
             origin = _source_of(value, calls_by_node)
             if origin is None:
-                mentioned = _names_in(value, set())
+                mentioned = _data_names(value)
                 hits = [tainted[n] for n in mentioned if n in tainted]
                 origin = hits[0] if hits else None
                 if origin is None:
