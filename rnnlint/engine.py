@@ -178,13 +178,12 @@ def _too_deep(text: str) -> str:
 # measures the depth. Below MAX_SYNTAX_DEPTH every construct tried parses and analyses.
 MAX_SYNTAX_DEPTH = 500
 LONG_STATEMENT = 1000
-_LONG_LINE = re.compile(r"[^\r\n]{%d}" % LONG_STATEMENT)
 _PY2_EXCEPT = re.compile(r"^[ \t]*except[ \t]+[^:\r\n()\[\]]+,[ \t]*\w+[ \t]*:", re.M)
 
 
 def _long_statement(text: str) -> bool:
     """Whether some statement may be long enough to nest MAX_SYNTAX_DEPTH levels deep."""
-    if _LONG_LINE.search(text) or text.count("elif") > MAX_SYNTAX_DEPTH // 2:
+    if max(map(len, text.splitlines()), default=0) > LONG_STATEMENT or text.count("elif") > MAX_SYNTAX_DEPTH // 2:
         return True
     if text.count("\\\n") + text.count("\\\r") > LONG_STATEMENT // 10:
         return True
@@ -207,7 +206,7 @@ def _syntax_depth(text: str) -> str:
     try:
         tree = ast.parse(text)
     except (RecursionError, MemoryError):
-        return f"expressions nested too deep for Python's own parser (limit {MAX_SYNTAX_DEPTH}); not analysed"
+        return "expressions nested too deep for Python's own parser; not analysed"
     except (SyntaxError, ValueError):
         return ""
     stack = [(tree, 1)]

@@ -37,6 +37,8 @@ class _TargetedState(CodegenState):
             self.add_token(token)
 
     def add_token(self, value: str) -> None:
+        if "\r" in value:  # \r\n and a lone \r (old Mac files) end a line too
+            value = value.replace("\r\n", "\n").replace("\r", "\n")
         newlines = value.count("\n")
         if newlines:
             self.line += newlines

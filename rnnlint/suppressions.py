@@ -43,3 +43,15 @@ def is_suppressed(lines: Sequence[str], line_numbers: List[int], code: str, name
 
 def skips_file(text: str) -> bool:
     return "rnnlint" in text and SKIP_FILE.search(text) is not None
+
+
+_LINE_END = re.compile(r"\r\n|\r|\n")
+
+
+def split_lines(text: str) -> List[str]:
+    """The file's lines as Python counts them: only \\n, \\r\\n and \\r end a line (str.splitlines
+    also splits at form feeds and other separators, which would shift every line after them)."""
+    lines = _LINE_END.split(text)
+    if lines and lines[-1] == "":
+        lines.pop()
+    return lines

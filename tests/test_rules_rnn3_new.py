@@ -564,4 +564,4 @@ model = nn.GRU(4, 64, batch_first=True)
 out, _ = model(torch.from_numpy(series).float())
 '''
     assert [f.code for f in lint(src.replace("{name}", "hourly_scaled.npy"))] == []
-    assert [(f.code, f.line) for f in lint(src.replace("{name}", "hourly.npy"))] == [("RNN301", 8)]
+    assert [(f.code, f.line) for f in lint(src.replace("{name}", "hourly.npy"))] == [("RNN301", 7)]
