@@ -15,9 +15,8 @@ from __future__ import annotations
 import json
 import os
 import sys
-from concurrent.futures import FIRST_COMPLETED, Future, ProcessPoolExecutor, wait
 from dataclasses import dataclass, field
-from typing import Any, Callable, Dict, List, Optional, Set, Tuple
+from typing import TYPE_CHECKING, Any, Callable, Dict, List, Optional, Set, Tuple
 
 from rnnlint.cache import Cache, content_hash, decode_result, encode_result, make_key
 from rnnlint.config import Config
@@ -25,6 +24,9 @@ from rnnlint.findings import FileError, Finding
 from rnnlint.imports import ModuleIndex, dependencies
 from rnnlint.source import decode_or_error, is_notebook, read_bytes, relevant, to_checked_text
 from rnnlint.suppressions import skips_file
+
+if TYPE_CHECKING:  # pragma: no cover - imported when a pool is needed (start-up time)
+    from concurrent.futures import Future, ProcessPoolExecutor
 
 # Fewer cache misses than this are checked in this process: starting workers costs more.
 MIN_PARALLEL = 8
@@ -195,6 +197,8 @@ def run(
                 _store(cache, key, findings, errors, summary)
                 finish(path, findings, errors, summary)
             if running:
+                from concurrent.futures import FIRST_COMPLETED, wait
+
                 done, _ = wait(list(running), return_when=FIRST_COMPLETED)
                 for future in sorted(done, key=lambda f: running[f][0]):
                     path, key = running.pop(future)
@@ -224,8 +228,9 @@ def _store(cache: Optional[Cache], key: Optional[str], findings: List[Finding], 
         cache.put(key, encode_result(findings, errors, summary))
 
 
-def _make_pool(workers: int, config: Config) -> ProcessPoolExecutor:
+def _make_pool(workers: int, config: Config) -> "ProcessPoolExecutor":
     import multiprocessing
+    from concurrent.futures import ProcessPoolExecutor
 
     context = None
     if sys.platform.startswith("linux"):
