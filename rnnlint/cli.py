@@ -45,14 +45,15 @@ class ListFormat(str, enum.Enum):
     markdown = "markdown"
 
 
-def rules_markdown() -> str:
-    """The rule table of the README (a test keeps the README in step with the registry)."""
+def rules_markdown(link_prefix: str = "rules/") -> str:
+    """The rule table of the README and of rules/README.md (link_prefix ""); tests keep both
+    in step with the registry."""
     from rnnlint.rules import ALL_META
 
     rows = ["| Code | Name | Severity | Frameworks | Mode | What it finds |", "|---|---|---|---|---|---|"]
     for m in ALL_META:
         rows.append(
-            f"| [{m.code}](rules/{m.code}-{m.name}.md) | {m.name} | {m.severity.value} | "
+            f"| [{m.code}]({link_prefix}{m.code}-{m.name}.md) | {m.name} | {m.severity.value} | "
             f"{', '.join(m.frameworks)} | {m.mode} | {m.summary} |"
         )
     return "\n".join(rows)

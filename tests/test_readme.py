@@ -26,3 +26,11 @@ def test_commands_are_marked_and_ci_reads_the_test_command():
 def test_pre_commit_hook_is_declared():
     text = (ROOT / ".pre-commit-hooks.yaml").read_text()
     assert "id: rnnlint" in text and "entry: rnnlint check" in text
+
+
+def test_rules_index_lists_every_rule():
+    from rnnlint.cli import rules_markdown
+
+    text = (ROOT / "rules" / "README.md").read_text(encoding="utf-8")
+    block = text.split("<!-- rules-index -->\n", 1)[1].split("\n<!-- /rules-index -->", 1)[0]
+    assert block == rules_markdown(""), "regenerate the table in rules/README.md from rules_markdown('')"
