@@ -106,7 +106,7 @@ def check(
 ) -> None:
     """Check Python files for RNN training pitfalls."""
     from rnnlint.config import ConfigError, parse_fail_on, resolve_config, split_selectors
-    from rnnlint.discovery import discover
+    from rnnlint.discovery import discover, missing_reason
     from rnnlint.findings import FileError
     from rnnlint.reporters import RunResult, get_reporter
     from rnnlint.rules import valid_selector
@@ -135,7 +135,7 @@ def check(
     files, missing = discover(targets, config.root, config.exclude)
     result = RunResult()
     for path in missing:
-        result.errors.append(FileError(path, "no such file or directory", kind="read"))
+        result.errors.append(FileError(path, missing_reason(path), kind="read"))
     if fix or diff:
         from rnnlint.fixes import fix_files
 

@@ -75,7 +75,19 @@ def read_toml(path: Path) -> Dict[str, Any]:
         with open(path, "rb") as handle:
             return tomllib.load(handle)
     except tomllib.TOMLDecodeError as exc:
-        raise ConfigError(f"{path}{_error_position(exc)}: invalid TOML: {exc}") from exc
+        where = _error_position(exc)
+        if not where and "end of document" in str(exc):
+            try:
+                text = path.read_bytes().decode("utf-8", errors="replace")
+            except OSError:
+                text = ""
+            last = text.split("\n")[-1] if text else ""
+            where = f":{text.count(chr(10)) + 1}:{len(last) + 1}"
+        raise ConfigError(f"{path}{where}: invalid TOML: {exc}") from exc
+    except UnicodeDecodeError as exc:
+        data = exc.object
+        line, column = data.count(b"\n", 0, exc.start) + 1, exc.start - data.rfind(b"\n", 0, exc.start)
+        raise ConfigError(f"{path}:{line}:{column}: invalid TOML: not UTF-8 (byte 0x{data[exc.start]:02x})") from exc
     except OSError as exc:
         raise ConfigError(f"{path}: cannot read: {exc.strerror or exc}") from exc
 

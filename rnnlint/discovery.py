@@ -2,6 +2,7 @@
 
 from __future__ import annotations
 
+import errno
 import fnmatch
 import os
 from pathlib import Path
@@ -75,3 +76,19 @@ def _rel(path: str, root: str) -> str:
     if absolute.startswith(root + os.sep):
         return absolute[len(root) + 1:].replace(os.sep, "/")
     return path.replace(os.sep, "/")
+
+
+def missing_reason(path: str) -> str:
+    """Why a path named on the command line cannot be checked (it is neither file nor directory)."""
+    if os.path.islink(path):
+        try:
+            os.stat(path)
+        except OSError as exc:
+            if exc.errno == errno.ELOOP:
+                return "symbolic link loop: the link leads back to itself"
+            if exc.errno == errno.ENOENT:
+                return f"broken symbolic link: its target {os.readlink(path)!r} does not exist"
+            return f"cannot follow symbolic link: {exc.strerror or exc}"
+    if os.path.lexists(path):
+        return "not a regular file or directory"
+    return "no such file or directory"

@@ -74,6 +74,12 @@ def check_source(
     result = FileResult(path)
     if skips_file(text) or (not summarize and not any(word in text for word in PREFILTER)):
         return result
+    if len(text) > MAX_SOURCE_CHARS:
+        result.errors.append(FileError(
+            path, f"file holds {len(text) / 1e6:.1f} million characters (limit {MAX_SOURCE_CHARS / 1e6:g} million): "
+                  "too large to analyse in reasonable time, likely generated; add it to extend-exclude",
+            kind="parse"))
+        return result
     too_deep = _too_deep(text)
     if too_deep:
         result.errors.append(FileError(path, too_deep, kind="parse"))
@@ -177,6 +183,8 @@ def _too_deep(text: str) -> str:
 # that deep is long, so only files with a long statement pay for CPython's parse, which
 # measures the depth. Below MAX_SYNTAX_DEPTH every construct tried parses and analyses.
 MAX_SYNTAX_DEPTH = 500
+# libcst parses about 150 KB of dense code a second: a 5 MB generated table would take a minute.
+MAX_SOURCE_CHARS = 1_000_000
 LONG_STATEMENT = 1000
 _PY2_EXCEPT = re.compile(r"^[ \t]*except[ \t]+[^:\r\n()\[\]]+,[ \t]*\w+[ \t]*:", re.M)
 
@@ -216,7 +224,9 @@ def _syntax_depth(text: str) -> str:
             line = getattr(node, "lineno", 0)
             where = f" at line {line}" if line else ""
             return f"syntax nested more than {MAX_SYNTAX_DEPTH} levels deep{where}; not analysed"
-        stack.extend((child, depth + 1) for child in ast.iter_child_nodes(node))
+        # `a and b and c` is one node here but a chain of nested ones in libcst.
+        step = len(node.values) if isinstance(node, ast.BoolOp) else 1
+        stack.extend((child, depth + step) for child in ast.iter_child_nodes(node))
     return ""
 
 

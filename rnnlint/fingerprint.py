@@ -30,7 +30,7 @@ _LINE_REF = re.compile(r"\blines? \d+(?:(?:, | and | to |-)\d+)*")
 def find_root(targets: Sequence[str], fallback: Path) -> Path:
     """The git root of the first checked path (a `.git` directory or file on the way up);
     `fallback` (the config root) when the path is in no git repository."""
-    start = Path(targets[0] if targets else ".").resolve()
+    start = Path(os.path.realpath(targets[0] if targets else "."))  # never raises on a symlink loop
     directory = start if start.is_dir() else start.parent
     for candidate in (directory, *directory.parents):
         if (candidate / ".git").exists():

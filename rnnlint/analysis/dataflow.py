@@ -31,6 +31,7 @@ from typing import Dict, Iterable, List, Optional, Set, Tuple
 import libcst as cst
 
 from rnnlint.analysis.facts import AssignFact, CallFact, ModuleFacts, Scope, SubscriptFact
+from rnnlint.analysis.names import names_in  # noqa: F401 - re-exported for the rules
 from rnnlint.analysis.names import dotted_name
 from rnnlint.analysis.walker import iter_children
 
@@ -100,25 +101,6 @@ _WINDOW_FUNCTIONS = frozenset(
 
 
 # -- small helpers shared with RNN301 -----------------------------------------------------
-
-
-def names_in(node: cst.CSTNode, out: Optional[Set[str]] = None) -> Set[str]:
-    """Every dotted name (and each of its prefixes) mentioned in an expression."""
-    found: Set[str] = set() if out is None else out
-    stack = [node]
-    while stack:
-        current = stack.pop()
-        dotted = dotted_name(current)
-        if dotted is not None:
-            parts = dotted.split(".")
-            for i in range(1, len(parts) + 1):
-                found.add(".".join(parts[:i]))
-            continue
-        if isinstance(current, cst.Attribute):
-            stack.append(current.value)
-            continue
-        stack.extend(iter_children(current))
-    return found
 
 
 def code_of(node: cst.CSTNode) -> str:

@@ -16,6 +16,7 @@ from typing import Dict, Iterator, List, Optional, Set, Tuple
 
 import libcst as cst
 
+from rnnlint.analysis.training import local_callee
 from rnnlint.analysis.facts import AssignFact, CallFact, Loop, ModuleFacts, Scope
 from rnnlint.analysis.names import dotted_name
 from rnnlint.analysis.training import training_units
@@ -112,15 +113,7 @@ def epoch_count(loop: Loop, evaluator: Evaluator) -> Optional[int]:
 
 
 def _local_function(facts: ModuleFacts, call: CallFact) -> Optional[Scope]:
-    if call.dotted is None:
-        return None
-    if "." not in call.dotted:
-        return facts.functions.get(call.dotted)
-    if call.dotted.startswith("self.") and call.dotted.count(".") == 1:
-        cls = call.scope.enclosing_class
-        if cls is not None:
-            return cls.methods.get(call.method or "")
-    return None
+    return local_callee(facts, call)
 
 
 def _training_scopes(facts: ModuleFacts) -> Set[int]:

@@ -13,7 +13,7 @@ form so that rules compare against one name:
 
 from __future__ import annotations
 
-from typing import Dict, Optional
+from typing import Callable, Dict, Optional, Sequence, Set
 
 import libcst as cst
 
@@ -92,3 +92,34 @@ def resolve(dotted: Optional[str], aliases: Dict[str, str]) -> Optional[str]:
         return None
     full = base + "." + rest if rest else base
     return canonical(full)
+
+
+def names_in(
+    node: cst.CSTNode,
+    out: Optional[Set[str]] = None,
+    prune: Optional[Callable[[cst.CSTNode], Optional[Sequence[cst.CSTNode]]]] = None,
+) -> Set[str]:
+    """Every dotted name (and each of its prefixes) mentioned in an expression. `prune(node)`
+    may return the children to visit instead of the node's own (an empty list skips it)."""
+    from rnnlint.analysis.walker import iter_children  # the walker imports this module
+
+    found: Set[str] = set() if out is None else out
+    stack = [node]
+    while stack:
+        current = stack.pop()
+        if prune is not None:
+            instead = prune(current)
+            if instead is not None:
+                stack.extend(instead)
+                continue
+        dotted = dotted_name(current)
+        if dotted is not None:
+            parts = dotted.split(".")
+            for i in range(1, len(parts) + 1):
+                found.add(".".join(parts[:i]))
+            continue
+        if isinstance(current, cst.Attribute):
+            stack.append(current.value)
+            continue
+        stack.extend(iter_children(current))
+    return found

@@ -16,7 +16,9 @@ from typing import Iterator, List, Optional, Set
 
 import libcst as cst
 
+from rnnlint.analysis.training import local_callee
 from rnnlint.analysis.facts import AssignFact, CallFact, Loop, ModuleFacts, Scope
+from rnnlint.analysis.names import names_in  # noqa: F401 - used here and re-exported
 from rnnlint.analysis.names import dotted_name
 from rnnlint.analysis.recurrent import RecurrentLayer, layer_bound_to
 from rnnlint.analysis.values import Evaluator
@@ -34,16 +36,7 @@ _DETACH_WORD = re.compile(r"detach|repackage", re.I)
 
 def local_function(facts: ModuleFacts, call: CallFact) -> Optional[Scope]:
     """The function or method defined in this file that `call` calls, if it can be told."""
-    dotted = call.dotted
-    if dotted is None:
-        return None
-    if "." not in dotted:
-        return facts.functions.get(dotted)
-    if dotted.startswith("self.") and dotted.count(".") == 1:
-        cls = call.scope.enclosing_class
-        if cls is not None:
-            return cls.methods.get(call.method or "")
-    return None
+    return local_callee(facts, call)
 
 
 def expanded_calls(facts: ModuleFacts, calls: List[CallFact], depth: int = 2) -> Iterator[CallFact]:
@@ -59,22 +52,6 @@ def expanded_calls(facts: ModuleFacts, calls: List[CallFact], depth: int = 2) ->
         if helper is not None and helper is not call.scope and id(helper) not in seen:
             seen.add(id(helper))
             stack.extend((c, level + 1) for c in reversed(helper.calls))
-
-
-def names_in(node: cst.CSTNode) -> Set[str]:
-    """Dotted names mentioned anywhere in an expression (and their prefixes)."""
-    out: Set[str] = set()
-    stack = [node]
-    while stack:
-        current = stack.pop()
-        dotted = dotted_name(current)
-        if dotted is not None:
-            parts = dotted.split(".")
-            for i in range(1, len(parts) + 1):
-                out.add(".".join(parts[:i]))
-            continue
-        stack.extend(iter_children(current))
-    return out
 
 
 def _bare_names(node: cst.BaseExpression) -> List[str]:

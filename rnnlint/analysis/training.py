@@ -118,8 +118,8 @@ def _classify(facts: ModuleFacts, call: CallFact) -> Optional[EventKind]:
     return None
 
 
-def _helper(facts: ModuleFacts, call: CallFact) -> Optional[Scope]:
-    """The function defined in this file that `call` calls, if any."""
+def local_callee(facts: ModuleFacts, call: CallFact) -> Optional[Scope]:
+    """The function or method defined in this file that `call` calls, if it can be told."""
     if call.dotted is None:
         return None
     if "." not in call.dotted:
@@ -139,7 +139,7 @@ def _events(facts: ModuleFacts, calls: List[CallFact], prefix: tuple, depth: int
         if kind is not None:
             out.append(Event(kind, call, key))
         elif depth < 2:
-            helper = _helper(facts, call)
+            helper = local_callee(facts, call)
             if helper is not None and helper is not call.scope:
                 out.extend(_events(facts, helper.calls, key, depth + 1))
         # Assigning None to .grad is zero_grad by hand; AugAssign etc. are not calls.
@@ -187,7 +187,7 @@ def callers_context(facts: ModuleFacts, function: Scope) -> List[CallFact]:
     out: List[CallFact] = []
     for call in facts.calls:
         if call.loop is not None and call.dotted is not None and call.method == function.name:
-            if _helper(facts, call) is function:
+            if local_callee(facts, call) is function:
                 out.extend(call.loop.calls)
     return out
 

@@ -67,34 +67,22 @@ _META_ATTRS = frozenset({"shape", "size", "ndim", "dtype", "columns", "index"})
 _PREPARED_PATH = re.compile(r"scal|norm|standardi|preprocess|processed|prepared", re.I)
 
 
+def _bookkeeping(node: cst.CSTNode) -> Optional[List[cst.CSTNode]]:
+    if isinstance(node, cst.Call):
+        func = node.func
+        if (func.attr.value if isinstance(func, cst.Attribute) else dotted_name(func)) in _INDEX_HELPERS:
+            return []
+    if isinstance(node, cst.Attribute) and node.attr.value in _META_ATTRS:
+        return []
+    if isinstance(node, cst.Subscript):
+        return [node.value]
+    return None
+
+
 def _data_names(node: cst.CSTNode) -> Set[str]:
     """The names whose *values* flow into an expression: not those only measured for
     bookkeeping (len(x), x.shape[0]) or used as indices (x[:split] flows x, not split)."""
-    found: Set[str] = set()
-    stack = [node]
-    while stack:
-        current = stack.pop()
-        if isinstance(current, cst.Call):
-            func = current.func
-            name = func.attr.value if isinstance(func, cst.Attribute) else dotted_name(func)
-            if name in _INDEX_HELPERS:
-                continue
-        if isinstance(current, cst.Attribute) and current.attr.value in _META_ATTRS:
-            continue
-        if isinstance(current, cst.Subscript):
-            stack.append(current.value)
-            continue
-        dotted = dotted_name(current)
-        if dotted is not None:
-            parts = dotted.split(".")
-            for i in range(1, len(parts) + 1):
-                found.add(".".join(parts[:i]))
-            continue
-        if isinstance(current, cst.Attribute):
-            stack.append(current.value)
-            continue
-        stack.extend(iter_children(current))
-    return found
+    return names_in(node, prune=_bookkeeping)
 
 
 def _strings_in(node: cst.CSTNode) -> List[str]:
