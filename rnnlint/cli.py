@@ -103,6 +103,7 @@ def check(
     seed: int = typer.Option(0, "--seed", help="Runtime: random seed."),
     curvature: bool = typer.Option(False, "--curvature", help="Runtime: estimate the top Hessian eigenvalue (RNN904)."),
     plots: Optional[str] = typer.Option(None, "--plots", help="Runtime: write PNG figures to this directory."),
+    memory_limit: Optional[int] = typer.Option(None, "--memory-limit", min=0, help="Runtime: MB of address space the script may add on CPU (0: no limit) [default: half the RAM]."),
 ) -> None:
     """Check Python files for RNN training pitfalls."""
     from rnnlint.config import ConfigError, parse_fail_on, resolve_config, split_selectors
@@ -156,7 +157,7 @@ def check(
         if device not in ("cpu", "cuda", "auto"):
             raise _fail(f"--device must be cpu, cuda or auto (got {device!r})")
         _add_runtime(result, [p for p in targets if p not in missing], steps=steps, timeout=timeout,
-                     device=device, seed=seed, curvature=curvature, plots_dir=plots)
+                     device=device, seed=seed, curvature=curvature, plots_dir=plots, memory_limit_mb=memory_limit)
     result.findings.sort(key=lambda f: f.sort_key())
     from rnnlint.fingerprint import find_root
 

@@ -4,6 +4,7 @@ from __future__ import annotations
 
 import ast
 import re
+import warnings
 from dataclasses import dataclass, field
 from typing import Any, Dict, List, Optional, Sequence, Type
 
@@ -212,7 +213,9 @@ def _syntax_depth(text: str) -> str:
     """Why CPython's syntax tree of the file is too deep to analyse; "" when it is not (or
     when it does not parse: the parse error is reported as usual)."""
     try:
-        tree = ast.parse(text)
+        with warnings.catch_warnings():  # e.g. invalid escape sequences: not rnnlint's to report
+            warnings.simplefilter("ignore")
+            tree = ast.parse(text)
     except (RecursionError, MemoryError):
         return "expressions nested too deep for Python's own parser; not analysed"
     except (SyntaxError, ValueError):
@@ -233,7 +236,9 @@ def _syntax_depth(text: str) -> str:
 def _cpython_error(path: str, text: str) -> Optional[FileError]:
     """The running CPython's syntax error for the file, or None when it compiles."""
     try:
-        compile(text, path, "exec", flags=ast.PyCF_ONLY_AST, dont_inherit=True)
+        with warnings.catch_warnings():
+            warnings.simplefilter("ignore")
+            compile(text, path, "exec", flags=ast.PyCF_ONLY_AST, dont_inherit=True)
     except SyntaxError as err:
         return FileError(path, f"syntax error: {err.msg}", line=err.lineno or 0, column=err.offset or 0)
     except (ValueError, RecursionError, MemoryError):
@@ -245,7 +250,9 @@ def _syntax_error(path: str, text: str, exc: "cst.ParserSyntaxError") -> FileErr
     """Where and why the file does not parse. CPython's own parser names the spot more
     precisely than libcst's, so ask it (only on this failure path)."""
     try:
-        compile(text, path, "exec", flags=ast.PyCF_ONLY_AST, dont_inherit=True)
+        with warnings.catch_warnings():
+            warnings.simplefilter("ignore")
+            compile(text, path, "exec", flags=ast.PyCF_ONLY_AST, dont_inherit=True)
     except SyntaxError as err:
         return FileError(path, f"syntax error: {err.msg}", line=err.lineno or 0, column=err.offset or 0)
     except (ValueError, RecursionError, MemoryError):

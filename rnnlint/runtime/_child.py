@@ -41,9 +41,37 @@ def _write(path: str, record: Dict[str, Any]) -> None:
     os.replace(tmp, path)  # the parent never sees half a file
 
 
+def _become_subreaper() -> None:
+    """Orphans of the script (double forks, setsid daemons) are re-parented to this process
+    instead of init, so the parent can find and kill them (Linux; a no-op elsewhere)."""
+    try:
+        import ctypes
+
+        libc = ctypes.CDLL(None, use_errno=True)
+        libc.prctl(36, 1, 0, 0, 0)  # PR_SET_CHILD_SUBREAPER
+    except (OSError, AttributeError):
+        pass
+
+
+def _kill_descendants() -> None:
+    try:
+        import signal
+
+        from rnnlint.runtime.script import descendants
+
+        for pid in descendants(os.getpid()):
+            try:
+                os.kill(pid, signal.SIGKILL)
+            except OSError:
+                pass
+    except BaseException:  # noqa: BLE001 - e.g. MemoryError under the limit; the parent kills them too
+        pass
+
+
 def _leave(path: str, record: Dict[str, Any]) -> NoReturn:
     if os.getpid() == MAIN_PID:  # a forked copy of the script never reports
         _write(path, record)
+        _kill_descendants()  # nothing the script started outlives the probe
     for stream in (sys.stdout, sys.stderr):
         try:
             stream.flush()
@@ -59,13 +87,19 @@ def _script_line(exc: BaseException, script: str) -> Optional[int]:
 
 
 def _is_out_of_memory(exc: BaseException) -> bool:
-    text = str(exc).lower()
+    try:
+        text = str(exc).lower()
+    except Exception:  # noqa: BLE001
+        text = ""
     return isinstance(exc, MemoryError) or (
         isinstance(exc, RuntimeError) and ("can't allocate memory" in text or "out of memory" in text))
 
 
 def _describe(exc: BaseException) -> str:
-    first = (str(exc).strip().splitlines() or [""])[0][:200]
+    try:
+        first = (str(exc).strip().splitlines() or [""])[0][:200]
+    except Exception:  # noqa: BLE001 - the script's exception may not even print
+        first = ""
     if _is_out_of_memory(exc):
         asked = re.search(r"tried to allocate (\d+) bytes", str(exc))
         what = f"an allocation of {int(asked.group(1)) / 2 ** 30:.1f} GiB failed" if asked else type(exc).__name__
@@ -93,6 +127,7 @@ def _limit_memory(extra_mb: int) -> None:
 
 def main(argv: Optional[List[str]] = None) -> NoReturn:
     opts = _parse(sys.argv[1:] if argv is None else argv)
+    _become_subreaper()
     try:
         _run(opts)
     except BaseException as exc:  # noqa: BLE001 - a failure of rnnlint itself, reported in one line
@@ -150,7 +185,9 @@ def _run(opts: argparse.Namespace) -> None:
     seed_everything(opts.seed)
     if opts.curvature:
         torch.backends.cudnn.enabled = False  # cuDNN's RNN kernels have no double backward
-    if opts.memory_limit_mb > 0:
+    # RLIMIT_AS caps reserved address space, and CUDA reserves far more than it uses: the cap
+    # would break CUDA's start, so it applies to CPU runs only.
+    if opts.memory_limit_mb > 0 and not (opts.device == "cuda" or (opts.device == "auto" and torch.cuda.is_available())):
         _limit_memory(opts.memory_limit_mb)
     sys.argv = [script] + list(opts.script_args)
     sys.path[0] = os.path.dirname(script)

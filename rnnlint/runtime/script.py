@@ -72,7 +72,43 @@ class _Tail:
         return self.data.decode("utf-8", errors="replace")
 
 
+def descendants(pid: int) -> List[int]:
+    """Every live process below `pid` (Linux /proc; [] elsewhere). The child marks itself a
+    subreaper, so what the script double-forks or moves to a new session stays below it."""
+    children: Dict[int, List[int]] = {}
+    try:
+        entries = os.listdir("/proc")
+    except OSError:
+        return []
+    for entry in entries:
+        if not entry.isdigit():
+            continue
+        try:
+            with open(f"/proc/{entry}/stat", encoding="ascii", errors="replace") as fh:
+                ppid = int(fh.read().rsplit(")", 1)[1].split()[1])
+        except (OSError, ValueError, IndexError):
+            continue
+        children.setdefault(ppid, []).append(int(entry))
+    found: List[int] = []
+    todo = [pid]
+    while todo:
+        for child in children.get(todo.pop(), ()):
+            found.append(child)
+            todo.append(child)
+    return found
+
+
 def _kill_group(proc: subprocess.Popen) -> None:
+    """Kill the child, its process group, and whatever left the group (setsid) below it."""
+    for _ in range(3):  # a process forking while it is killed leaves a new child behind
+        stray = descendants(proc.pid)
+        for pid in stray:
+            try:
+                os.kill(pid, signal.SIGKILL)
+            except (ProcessLookupError, PermissionError):
+                pass
+        if not stray:
+            break
     try:
         os.killpg(proc.pid, signal.SIGKILL)
     except (ProcessLookupError, PermissionError):
