@@ -158,14 +158,19 @@ MAX_OPERATORS_PER_LINE = 2000
 def _too_deep(text: str) -> str:
     """Why the file is too deeply nested to hand to libcst's native parser, which crashes
     the whole process (not just the file) on absurd nesting; "" when it is fine."""
-    depth = deepest = 0
+    depth = deepest = start = 0
+    long_span = False
     for match in _BRACKETS.finditer(text):
         if match.group() in "([{":
+            if depth == 0:
+                start = match.start()
             depth += 1
             if depth > deepest:
                 deepest = depth
         else:
             depth -= 1
+            if depth == 0 and match.start() - start > LONG_STATEMENT:
+                long_span = True
     if deepest > MAX_NESTING:
         return f"brackets nested {deepest} levels deep (limit {MAX_NESTING}); not analysed"
     for line in text.splitlines():
@@ -173,7 +178,7 @@ def _too_deep(text: str) -> str:
             count = len(_OPERATORS.findall(line))
             if count > MAX_OPERATORS_PER_LINE:
                 return f"one line chains {count} operators (limit {MAX_OPERATORS_PER_LINE}); not analysed"
-    if _long_statement(text):
+    if long_span or _long_statement(text):
         return _syntax_depth(text)
     return ""
 
@@ -191,22 +196,11 @@ _PY2_EXCEPT = re.compile(r"^[ \t]*except[ \t]+[^:\r\n()\[\]]+,[ \t]*\w+[ \t]*:",
 
 
 def _long_statement(text: str) -> bool:
-    """Whether some statement may be long enough to nest MAX_SYNTAX_DEPTH levels deep."""
+    """Whether some line, elif chain or backslash-continued statement may be long enough to
+    nest MAX_SYNTAX_DEPTH levels deep (long bracketed spans are found by _too_deep)."""
     if max(map(len, text.splitlines()), default=0) > LONG_STATEMENT or text.count("elif") > MAX_SYNTAX_DEPTH // 2:
         return True
-    if text.count("\\\n") + text.count("\\\r") > LONG_STATEMENT // 10:
-        return True
-    start = depth = 0
-    for match in _BRACKETS.finditer(text):
-        if match.group() in "([{":
-            if depth == 0:
-                start = match.start()
-            depth += 1
-        elif depth > 0:
-            depth -= 1
-            if depth == 0 and match.start() - start > LONG_STATEMENT:
-                return True
-    return False
+    return text.count("\\\n") + text.count("\\\r") > LONG_STATEMENT // 10
 
 
 def _syntax_depth(text: str) -> str:

@@ -190,8 +190,15 @@ def run(
                 if pool is None and jobs > 1 and len(pending) + len(ready) + 1 >= MIN_PARALLEL:
                     pool = _make_pool(min(jobs, len(pending) + 1), config)
                 if pool is not None:
-                    future = pool.submit(_analyse, path, texts[path], entries, want_summary, line_maps.get(path))
-                    running[future] = (path, key)
+                    try:
+                        future = pool.submit(_analyse, path, texts[path], entries, want_summary, line_maps.get(path))
+                    except RuntimeError:  # BrokenProcessPool: a worker died; isolate this file
+                        findings, errors, summary = _isolated(path, texts[path], entries, want_summary,
+                                                              line_maps.get(path), config)
+                        _store(cache, key, findings, errors, summary)
+                        finish(path, findings, errors, summary)
+                        continue
+                    running[future] = (path, key, entries, want_summary)
                     continue
                 findings, errors, summary = _analyse(path, texts[path], entries, want_summary, line_maps.get(path), config)
                 _store(cache, key, findings, errors, summary)
@@ -200,17 +207,28 @@ def run(
                 from concurrent.futures import FIRST_COMPLETED, wait
 
                 done, _ = wait(list(running), return_when=FIRST_COMPLETED)
+                broken = False
                 for future in sorted(done, key=lambda f: running[f][0]):
-                    path, key = running.pop(future)
+                    path, key, entries, want_summary = running.pop(future)
                     try:
                         findings, errors, summary = future.result()
-                    except Exception as exc:  # noqa: BLE001 - a worker that died (memory, signal)
-                        findings, errors, summary = [], [FileError(
-                            path, f"internal error: the worker checking this file stopped ({type(exc).__name__}: {exc})",
-                            kind="internal")], None
-                    else:
-                        _store(cache, key, findings, errors, summary)
+                    except Exception:  # noqa: BLE001 - a worker died (signal, memory): every file it
+                        # had in flight fails with it, so each is checked again alone, and only
+                        # the one that kills its process is reported.
+                        broken = True
+                        findings, errors, summary = _isolated(path, texts[path], entries, want_summary,
+                                                              line_maps.get(path), config)
+                    _store(cache, key, findings, errors, summary)
                     finish(path, findings, errors, summary)
+                if broken and pool is not None:
+                    for future, (path, key, entries, want_summary) in sorted(running.items(), key=lambda i: i[1][0]):
+                        findings, errors, summary = _isolated(path, texts[path], entries, want_summary,
+                                                              line_maps.get(path), config)
+                        _store(cache, key, findings, errors, summary)
+                        finish(path, findings, errors, summary)
+                    running.clear()
+                    pool.shutdown(wait=False, cancel_futures=True)
+                    pool = _make_pool(min(jobs, len(pending) + 1), config) if pending else None
     finally:
         if pool is not None:
             pool.shutdown(wait=True, cancel_futures=True)
@@ -220,6 +238,20 @@ def run(
         outcome.findings.extend(findings)
         outcome.errors.extend(errors)
     return outcome
+
+
+def _isolated(path: str, text: str, entries: Dict[str, Any], want_summary: bool, line_map: Any,
+              config: Config) -> Tuple[List[Finding], List[FileError], Optional[Dict[str, Any]]]:
+    """Check one file in a process of its own: if it kills that process too, it alone is
+    reported, and this process lives on."""
+    solo = _make_pool(1, config)
+    try:
+        return solo.submit(_analyse, path, text, entries, want_summary, line_map).result()
+    except Exception as exc:  # noqa: BLE001 - the file kills the process that checks it
+        return [], [FileError(path, f"internal error: the process checking this file died ({type(exc).__name__}); "
+                              "please report this with the file", kind="internal")], None
+    finally:
+        solo.shutdown(wait=False, cancel_futures=True)
 
 
 def _store(cache: Optional[Cache], key: Optional[str], findings: List[Finding], errors: List[FileError],

@@ -2,7 +2,7 @@
 
 Two sources of programs: hypothesmith (syntactically valid random Python, prefixed with an
 import so the pre-filter lets it through) and mutations of the fixtures (deleted lines,
-swapped call arguments, renamed imports, duplicated lines). On every input:
+statements replaced by `pass`, swapped call arguments, renamed imports, duplicated lines). On every input:
 
 - checking never raises: the file gives findings or errors;
 - the JSON report is valid and complete;
@@ -24,7 +24,7 @@ import tokenize
 from typing import List, Optional, Tuple
 
 import pytest
-from hypothesis import HealthCheck, assume, given, settings
+from hypothesis import HealthCheck, assume, event, given, settings
 from hypothesis import strategies as st
 
 from lintutil import ROOT
@@ -36,6 +36,9 @@ from rnnlint.reporters.json_report import report
 from rnnlint.suppressions import split_lines
 
 hypothesmith = pytest.importorskip("hypothesmith")
+
+# hypothesmith compiles what it generates: its SyntaxWarnings are about the random programs.
+pytestmark = pytest.mark.filterwarnings("ignore::SyntaxWarning")
 
 SAMPLE = 30  # per source, in the normal suite
 FULL = 2500  # per source, with -m fuzz: 5,000 programs in all
@@ -78,9 +81,13 @@ def mutated_fixtures(draw: st.DrawFn) -> Tuple[str, str]:
         if not lines:
             break
         i = draw(st.integers(0, len(lines) - 1))
-        kind = draw(st.sampled_from(["delete", "swap", "rename", "duplicate"]))
+        kind = draw(st.sampled_from(["delete", "neutralise", "swap", "rename", "duplicate"]))
         if kind == "delete":
             del lines[i:i + draw(st.integers(1, 3))]
+        elif kind == "neutralise":  # a deleted statement that keeps the block valid
+            body = lines[i].lstrip(" \t")
+            if body.strip() and not body.startswith(("#", ")", "]", "}")):
+                lines[i] = lines[i][: len(lines[i]) - len(body)] + "pass\n"
         elif kind == "duplicate":
             lines.insert(i, lines[i])
         elif kind == "swap":
@@ -155,6 +162,7 @@ def check_invariants(name: str, text: str, pick: Optional[int]) -> None:
             assert 1 <= e.line <= len(lines) + 1, (e, len(lines))
     second = _check(name, text)
     assert (second.findings, second.errors) == (first.findings, first.errors)
+    event("with findings" if first.findings else ("with errors" if first.errors else "clean"))
 
     if pick is None or not first.findings:
         return
@@ -168,6 +176,7 @@ def check_invariants(name: str, text: str, pick: Optional[int]) -> None:
     edited = "".join(raw)
     assume(_noqa_is_a_comment(edited, target.line, comment))
     after = _check(name, edited)
+    event("suppression checked")
     assert target not in after.findings
     removed = [f for f in first.findings if f not in after.findings]
     assert all(f.code == target.code for f in removed), removed

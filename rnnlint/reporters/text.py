@@ -15,8 +15,9 @@ def _source_lines(path: str, cache: Dict[str, Optional[List[str]]]) -> Optional[
     if path not in cache:
         try:
             from rnnlint.source import read_source
+            from rnnlint.suppressions import split_lines
 
-            cache[path] = read_source(path).splitlines()
+            cache[path] = split_lines(read_source(path))  # line numbers as Python counts them
         except Exception:  # noqa: BLE001 - a frame is a nicety; never fail the report for it
             cache[path] = None
     return cache[path]
