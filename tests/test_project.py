@@ -178,28 +178,37 @@ def test_eval_mode_is_checked_for_a_model_class_imported_from_another_file(tmp_p
     assert alone.findings == []
 
 
+_PARENT: list = []
+
+
+def _dying_analyse(path, *args, **kwargs):
+    """runner._analyse, except that a worker checking one fixture dies (as a segfault would)."""
+    import os
+
+    from rnnlint import runner
+
+    if path.endswith("torch_stock_lstm_noclip.py") and os.getpid() != _PARENT[0]:
+        os._exit(3)
+    return runner._ORIGINAL_ANALYSE(path, *args, **kwargs)
+
+
 def test_a_worker_that_dies_costs_only_the_file_that_killed_it(monkeypatch):
     import os
     import sys
 
-    if not sys.platform.startswith("linux"):
-        import pytest
+    import pytest
 
+    if not sys.platform.startswith("linux"):
         pytest.skip("workers are forked on Linux only; the patched function must reach them")
     from rnnlint import runner
 
     files = sorted(str(p) for p in (ROOT / "fixtures").glob("*.py"))
     serial = run(files, Config(), jobs=1)
-    parent = os.getpid()
-    original = runner._analyse
-
-    def dying(path, *args, **kwargs):
-        if path.endswith("torch_stock_lstm_noclip.py") and os.getpid() != parent:
-            os._exit(3)  # as a segfault in native code would
-        return original(path, *args, **kwargs)
-
-    monkeypatch.setattr(runner, "_analyse", dying)
+    _PARENT[:] = [os.getpid()]
+    monkeypatch.setattr(runner, "_ORIGINAL_ANALYSE", runner._analyse, raising=False)
+    monkeypatch.setattr(runner, "_analyse", _dying_analyse)
     parallel = run(files, Config(), jobs=2)
     (error,) = parallel.errors
     assert error.path.endswith("torch_stock_lstm_noclip.py") and error.kind == "internal"
+    assert "died" in error.message
     assert parallel.findings == [f for f in serial.findings if not f.path.endswith("torch_stock_lstm_noclip.py")]
