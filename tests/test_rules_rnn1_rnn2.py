@@ -682,3 +682,22 @@ def test_rnn107_save_nested_in_the_same_branch_is_silent():
         keep="best_loss = val_loss\n        best_state = model.state_dict()\n        if epoch > 5:\n            torch.save(best_state, 'best.pt')",
         after="print(best_loss)",
     ))
+
+
+def test_rnn106_an_unknown_factor_is_not_a_known_decrease():
+    from lintutil import lint
+    src = '''
+import torch
+import torch.nn as nn
+from myproject.config import load_config
+cfg = load_config()
+decay = cfg.decay
+model = nn.LSTM(8, 16)
+lr = 0.1
+optimizer = torch.optim.SGD(model.parameters(), lr=lr)
+for epoch in range(10):
+    lr = lr * decay
+    print(lr)
+'''
+    assert [f.code for f in lint(src) if f.code == "RNN106"] == []
+    assert [(f.code, f.line) for f in lint(src.replace("lr * decay", "lr * 0.5")) if f.code == "RNN106"] == [("RNN106", 11)]

@@ -565,3 +565,20 @@ out, _ = model(torch.from_numpy(series).float())
 '''
     assert [f.code for f in lint(src.replace("{name}", "hourly_scaled.npy"))] == []
     assert [(f.code, f.line) for f in lint(src.replace("{name}", "hourly.npy"))] == [("RNN301", 7)]
+
+
+def test_rnn301_labels_are_not_features():
+    from lintutil import lint
+    src = '''
+import numpy as np
+import torch
+import torch.nn as nn
+from torch.utils.data import TensorDataset
+npz = np.load("gestures.npz")
+x = (npz["train_x"] - npz["train_x"].mean()) / npz["train_x"].std()
+ds = TensorDataset(torch.from_numpy(x).float(), torch.from_numpy(npz["train_y"]).long())
+targets = torch.tensor(npz["y_val"], dtype=torch.float32)
+also = TensorDataset(torch.tensor(x), torch.tensor(np.load("targets.npy"), dtype=torch.float32))
+model = nn.GRU(6, 32, batch_first=True)
+'''
+    assert [f.code for f in lint(src)] == []

@@ -566,12 +566,15 @@ def _is_lr_change(ctx: Context, assign: AssignFact, variable: str) -> bool:
     evaluator = ctx.evaluator
     if assign.aug_op is not None:
         factor = evaluator.number(assign.value, assign.scope)
+        # Only a change known to lower the rate counts: an unknown factor may be a warm-up.
+        if not known(factor):
+            return False
         if assign.aug_op == "MultiplyAssign":
-            return not (known(factor) and factor >= 1)
+            return factor < 1
         if assign.aug_op in ("DivideAssign", "FloorDivideAssign"):
-            return not (known(factor) and factor <= 1)
+            return factor > 1
         if assign.aug_op == "SubtractAssign":
-            return not (known(factor) and factor <= 0)
+            return factor > 0
         return False
     if assign.unpack_index is not None:
         return False
@@ -583,9 +586,13 @@ def _is_lr_change(ctx: Context, assign: AssignFact, variable: str) -> bool:
         factor = evaluator.number(value.right, assign.scope)
         if isinstance(value.operator, cst.Add):
             return False  # warm-up
-        if isinstance(value.operator, cst.Multiply) and known(factor) and factor >= 1:
-            return False
-        return True
+        if not known(factor):
+            return False  # `lr * decay` with decay unknown: it may as well be a warm-up
+        if isinstance(value.operator, cst.Multiply):
+            return factor < 1
+        if isinstance(value.operator, (cst.Divide, cst.FloorDivide)):
+            return factor > 1
+        return isinstance(value.operator, cst.Subtract) and factor > 0
     if variable in read:
         return isinstance(value, (cst.BinaryOperation, cst.Call))
     return isinstance(value, cst.BinaryOperation) and _has_power_or_product(value)

@@ -52,6 +52,8 @@ _SCALERS = re.compile(
     r"(Scaler|Normalizer|Normalization|QuantileTransformer|PowerTransformer|StandardScaler)$"
 )
 _SCALE_WORDS = re.compile(r"std|max|min|range|scale|norm|mean|sigma|mu\b", re.I)
+_INT_CASTS = frozenset({"long", "int", "short", "bool", "byte"})
+_TARGET_KEY = re.compile(r"(^|_)[yY]($|_|[0-9])|label|target|class", re.I)
 _TARGET_NAME = re.compile(r"^(y|Y)(_|$|[0-9])|label|target|^Y", re.I)
 _EMBEDDINGS = ("torch.nn.Embedding", "keras.layers.Embedding", "keras.layers.TextVectorization")
 
@@ -253,6 +255,14 @@ class UnscaledInputs(Rule):
     def _sinks(self, ctx: Context, tainted: Dict[str, CallFact], calls_by_node):  # type: ignore[no-untyped-def]
         out = []
         later_scaled = {a.target for a in ctx.facts.assigns if _scales(a.value)}
+        # Labels, not features: a conversion cast to integers (`torch.from_numpy(y).long()`) or
+        # passed after the first tensor of a TensorDataset (inputs first, targets after).
+        labels: Set[int] = set()
+        for other in ctx.facts.calls:
+            if other.method in _INT_CASTS and other.receiver is not None:
+                labels.add(id(other.receiver))
+            if (other.method or "") == "TensorDataset":
+                labels.update(id(arg.value) for arg in other.args[1:])
         for call in ctx.facts.calls:
             argument = None
             if call.qualname in TENSOR_CONVERSIONS:
@@ -260,6 +270,10 @@ class UnscaledInputs(Rule):
                 dtype = call.kwarg("dtype")
                 if dtype is not None and re.search(r"long|int|bool", dotted_name(dtype) or ""):
                     continue
+                if id(call.node) in labels:
+                    continue
+                if argument is not None and any(_TARGET_KEY.search(t.strip("'\"")) for t in _strings_in(argument)):
+                    continue  # npz["train_y"], frame["label"]
                 if call.assigned_to and call.assigned_to in later_scaled:
                     continue
             elif call.method == "fit" and call.qualname is None and ctx.keras_model_is_recurrent(call.receiver_dotted):
