@@ -696,8 +696,15 @@ model = nn.LSTM(8, 16)
 lr = 0.1
 optimizer = torch.optim.SGD(model.parameters(), lr=lr)
 for epoch in range(10):
+    for x, y in loader:
+        optimizer.zero_grad()
+        out, _ = model(x)
+        loss = (out - y).pow(2).mean()
+        loss.backward()
+        torch.nn.utils.clip_grad_norm_(model.parameters(), 1.0)
+        optimizer.step()
     lr = lr * decay
     print(lr)
 '''
     assert [f.code for f in lint(src) if f.code == "RNN106"] == []
-    assert [(f.code, f.line) for f in lint(src.replace("lr * decay", "lr * 0.5")) if f.code == "RNN106"] == [("RNN106", 11)]
+    assert [(f.code, f.line) for f in lint(src.replace("lr * decay", "lr * 0.5")) if f.code == "RNN106"] == [("RNN106", 18)]
