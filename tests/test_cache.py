@@ -140,3 +140,14 @@ def test_cli_cache_dir_no_cache_and_clean(project, tmp_path):
     (stranger / "keep.txt").write_text("not a cache")
     refused = run_cli("clean", "--cache-dir", str(stranger), cwd=tmp_path)
     assert refused.returncode == 2 and (stranger / "keep.txt").exists()
+
+
+def test_a_run_answered_from_the_cache_never_imports_the_parser(project, tmp_path):
+    args = ["check", "--format", "json", "--cache-dir", str(tmp_path / "c"), str(project)]
+    first = run_cli(*args, cwd=tmp_path)
+    warm = subprocess.run([sys.executable, "-X", "importtime", "-m", "rnnlint", *args], cwd=str(tmp_path),
+                          capture_output=True, text=True)
+    modules = {line.split("|")[-1].strip() for line in warm.stderr.splitlines() if "|" in line}
+    assert json.loads(warm.stdout)["findings"] == json.loads(first.stdout)["findings"]
+    assert "rnnlint.cli" in modules  # the measurement works
+    assert not [m for m in modules if m.startswith("libcst") or m.startswith("rnnlint.rules.rnn")]
