@@ -35,6 +35,21 @@ class Scope:
     # For classes: annotated class-level fields with defaults (dataclasses, configs).
     class_fields: Dict[str, cst.BaseExpression] = field(default_factory=dict)
 
+    def binding(self, name: str) -> Optional[Tuple["Scope", bool]]:
+        """The scope whose body binds `name` as seen from here (enclosing class bodies are
+        skipped, as Python skips them), and whether it binds it as a parameter."""
+        current: Optional[Scope] = self
+        while current is not None:
+            if current.kind == "class" and current is not self:
+                current = current.parent
+                continue
+            if current.kind == "function" and name in current.params:
+                return current, True
+            if current.assigns.get(name):
+                return current, False
+            current = current.parent
+        return None
+
     @property
     def enclosing_class(self) -> Optional["Scope"]:
         scope: Optional[Scope] = self

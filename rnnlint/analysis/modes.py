@@ -114,25 +114,18 @@ def instance_class(facts: ModuleFacts, name: str, scope: Scope, depth: int = 0) 
     """The class (defined in this file) of the instance that `name` holds in `scope`."""
     if depth > 3 or "." in name:
         return None
-    current: Optional[Scope] = scope
-    while current is not None:
-        if current.kind == "class" and current is not scope:
-            current = current.parent
-            continue
-        if current.kind == "function" and name in current.params:
-            if name in current.assigns:
-                return None
-            return _param_class(facts, current, name, depth)
-        values = current.assigns.get(name)
-        if values:
-            classes = {_constructed_class(v) for v in values}
-            if len(classes) == 1:
-                cls = classes.pop()
-                imported = facts.cache.get("imported_dropout_classes", ())
-                return cls if cls in facts.classes or cls in imported else None  # type: ignore[operator]
-            return None
-        current = current.parent
-    return None
+    found = scope.binding(name)
+    if found is None:
+        return None
+    binder, is_param = found
+    if is_param:
+        return None if name in binder.assigns else _param_class(facts, binder, name, depth)
+    classes = {_constructed_class(v) for v in binder.assigns[name]}
+    if len(classes) != 1:
+        return None
+    cls = classes.pop()
+    imported = facts.cache.get("imported_dropout_classes", ())
+    return cls if cls in facts.classes or cls in imported else None  # type: ignore[operator]
 
 
 def _param_class(facts: ModuleFacts, function: Scope, name: str, depth: int) -> Optional[str]:

@@ -194,21 +194,15 @@ class Evaluator:
             return False
         if name == "None":
             return None
-        current: Optional[Scope] = scope
-        while current is not None:
-            if current.kind == "class" and current is not scope:
-                current = current.parent
-                continue
-            if current.kind == "function" and name in current.params:
-                if name in current.assigns:
+        found = scope.binding(name)
+        if found is not None:
+            binder, is_param = found
+            if is_param:
+                if name in binder.assigns:
                     return UNKNOWN  # a parameter that is reassigned
-                return self._param(current, name)
-            values = current.assigns.get(name)
-            if values:
-                if len(values) != 1:
-                    return UNKNOWN
-                return self.value(values[0], current)
-            current = current.parent
+                return self._param(binder, name)
+            values = binder.assigns[name]
+            return self.value(values[0], binder) if len(values) == 1 else UNKNOWN
         if self.project is not None and name in self.facts.aliases:
             return self.project.constant(resolve(name, self.facts.aliases))
         return UNKNOWN
