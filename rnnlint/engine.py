@@ -31,6 +31,8 @@ class FileResult:
     errors: List[FileError] = field(default_factory=list)
     # What the file exports to importing files (rnnlint.analysis.project), when asked for.
     summary: Optional[Dict[str, Any]] = None
+    # False when a rule read files the cache key does not cover (see Context.reads_other_files).
+    cacheable: bool = True
     # Only with check_source(keep_reports=True), for --fix: the parsed module and the
     # reports behind the findings (suppressed ones left out), with their fixes.
     reports: List[Report] = field(default_factory=list, repr=False, compare=False)
@@ -134,6 +136,7 @@ def check_source(
             )
             continue
         reports.extend(ctx.reports)
+    result.cacheable = not facts.cache.get("reads_other_files")
     if summarize:
         try:
             result.summary = summarize_module(facts, evaluator)

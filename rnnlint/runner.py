@@ -77,6 +77,9 @@ def _analyse(path: str, text: str, entries: Dict[str, Any], want_summary: bool, 
         from rnnlint.notebooks import remap
 
         result.findings, result.errors = remap(line_map, result.findings, result.errors)
+    if not result.cacheable:
+        # Marked so that _store leaves it out: its answer depends on files outside its key.
+        return result.findings, result.errors, dict(result.summary or {}, **{_UNCACHEABLE: True})
     return result.findings, result.errors, result.summary
 
 
@@ -148,6 +151,8 @@ def run(
 
     def finish(path: str, findings: List[Finding], errors: List[FileError], summary: Optional[Dict[str, Any]]) -> None:
         results[path] = (findings, errors)
+        if summary is not None and _UNCACHEABLE in summary:
+            summary = {k: v for k, v in summary.items() if k != _UNCACHEABLE} or None
         summaries[path] = summary
         for other in sorted(dependents[path]):
             waiting[other] -= 1
@@ -254,8 +259,13 @@ def _isolated(path: str, text: str, entries: Dict[str, Any], want_summary: bool,
         solo.shutdown(wait=False, cancel_futures=True)
 
 
+_UNCACHEABLE = "__uncacheable__"
+
+
 def _store(cache: Optional[Cache], key: Optional[str], findings: List[Finding], errors: List[FileError],
            summary: Optional[Dict[str, Any]]) -> None:
+    if summary is not None and summary.get(_UNCACHEABLE):
+        return
     if cache is not None and key is not None:
         cache.put(key, encode_result(findings, errors, summary))
 

@@ -151,3 +151,23 @@ def test_a_run_answered_from_the_cache_never_imports_the_parser(project, tmp_pat
     assert json.loads(warm.stdout)["findings"] == json.loads(first.stdout)["findings"]
     assert "rnnlint.cli" in modules  # the measurement works
     assert not [m for m in modules if m.startswith("libcst") or m.startswith("rnnlint.rules.rnn")]
+
+
+def test_a_result_that_reads_other_files_of_the_folder_is_not_cached(tmp_path):
+    # RNN508 looks for GPU use in the other files of the folder when the model file shows none:
+    # that answer depends on files outside the cache key, so it is recomputed every run.
+    src = tmp_path / "src"
+    src.mkdir()
+    (src / "model.py").write_text(
+        "import torch\nimport torch.nn as nn\n\n\nclass Net(nn.Module):\n    def __init__(self):\n"
+        "        super().__init__()\n        self.rnn = nn.GRU(8, 16, batch_first=True)\n\n"
+        "    def forward(self, x):\n        h0 = torch.zeros(1, x.size(0), 16)\n"
+        "        out, _ = self.rnn(x, h0)\n        return out\n"
+    )
+    (src / "train.py").write_text("import torch\nfrom model import Net\nmodel = Net()\n")
+    cache = tmp_path / "c"
+    first = run([str(src / "model.py")], Config(root=src), jobs=1, cache=Cache(cache))
+    assert [f.code for f in first.findings] == []
+    (src / "train.py").write_text("import torch\nfrom model import Net\nmodel = Net().cuda()\n")
+    second = run([str(src / "model.py")], Config(root=src), jobs=1, cache=Cache(cache))
+    assert [(f.code, f.line) for f in second.findings] == [("RNN508", 11)]

@@ -77,6 +77,12 @@ class Context:
         """Models built here from classes or builders of other checked files (whole-project runs)."""
         return imported_models(self.facts, self.evaluator)
 
+    def reads_other_files(self) -> bool:
+        """Say that this rule's answer for the file depends on files outside its imports (the
+        content cache then does not keep the file's result, which it could not invalidate)."""
+        self.facts.cache["reads_other_files"] = True
+        return True
+
     def has_recurrent(self, framework: Optional[str] = None) -> bool:
         """Whether this file builds a recurrent model: its own layers, or a model class or
         builder imported from another checked file."""

@@ -669,13 +669,14 @@ def _project_moves_to_cuda(path: str) -> bool:
     if not os.path.isfile(path):
         return False  # a snippet, not a file in a project
     folder = os.path.dirname(os.path.abspath(path))
-    if folder in _PROJECT_CUDA:
-        return _PROJECT_CUDA[folder]
-    found = False
     try:
         names = sorted(n for n in os.listdir(folder) if n.endswith(".py"))[:200]
+        stamp = (folder, tuple((n, os.stat(os.path.join(folder, n)).st_mtime_ns) for n in names))
     except OSError:
-        names = []
+        names, stamp = [], (folder, ())
+    if stamp in _PROJECT_CUDA:  # memo per folder state: the folder may change between runs
+        return _PROJECT_CUDA[stamp]
+    found = False
     own = os.path.basename(path)
     for name in names:
         if name == own:
@@ -688,7 +689,7 @@ def _project_moves_to_cuda(path: str) -> bool:
         if _PROJECT_PATTERN.search(text):
             found = True
             break
-    _PROJECT_CUDA[folder] = found
+    _PROJECT_CUDA[stamp] = found
     return found
 
 
@@ -735,7 +736,7 @@ class StateWrongDevice(Rule):
         evidence = cuda_evidence(ctx)
         if evidence is not None:
             where, refs = "line {move}", {"move": evidence}
-        elif _project_moves_to_cuda(ctx.facts.path):
+        elif ctx.reads_other_files() and _project_moves_to_cuda(ctx.facts.path):
             where, refs = "another file in this folder does", {}
         else:
             return
