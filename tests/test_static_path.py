@@ -99,3 +99,50 @@ def test_files_without_framework_words_are_not_parsed():
 
     assert check_source("x.py", "def f(:\n", Config()).errors == []
     assert check_source("x.py", "import torch\ndef f(:\n", Config()).errors
+
+
+def test_builder_function_parameters_take_the_value_every_call_passes():
+    from lintutil import lint
+
+    builder = '''
+import torch.nn as nn
+
+
+def make_encoder(n_in, hidden, layers=2, dropout=0.3):
+    return nn.LSTM(n_in, hidden, num_layers=layers, dropout=dropout, batch_first=True)
+
+
+encoder = make_encoder(16, 64, layers={layers})
+'''
+    assert [(f.code, f.line) for f in lint(builder.format(layers=1))] == [("RNN401", 6)]
+    assert lint(builder.format(layers=2)) == []
+    # Calls that disagree, or no call at all: the value is unknown and the rule is silent.
+    assert lint(builder.format(layers=1) + "decoder = make_encoder(64, 64, layers=2)\n") == []
+    assert lint(builder.format(layers=1).replace("encoder = make_encoder(16, 64, layers=1)", "")) == []
+
+
+def test_keras_builder_config_dict_argument_reaches_the_layers():
+    from lintutil import lint
+
+    src = '''
+from tensorflow import keras
+from tensorflow.keras import layers
+
+HPARAMS = {"units": 64, "return_seq": False}
+
+
+def build_model(hp, n_features=8):
+    model = keras.Sequential([
+        layers.Input(shape=(30, n_features)),
+        layers.LSTM(hp["units"], return_sequences=hp["return_seq"]),
+        layers.LSTM(hp["units"] // 2),
+        layers.Dense(1),
+    ])
+    model.compile(optimizer=keras.optimizers.Adam(1e-3, clipnorm=1.0), loss="mse")
+    return model
+
+
+model = build_model(HPARAMS)
+'''
+    assert [(f.code, f.line) for f in lint(src)] == [("RNN510", 11)]
+    assert lint(src.replace('"return_seq": False', '"return_seq": True')) == []

@@ -211,12 +211,17 @@ class Evaluator:
         """A parameter's value from the construction sites of the class it initialises."""
         default = function.params.get(name)
         cls = function.parent if function.is_method("__init__") else None
-        if cls is None:
+        if cls is not None:
+            sites = self.construction_sites(cls.name)
+            index = function.param_order.index(name) - 1  # skip self
+        elif function.parent is not None and function.parent.kind == "module":
+            # A module-level function (a model builder): the value every call in the file passes.
+            sites = self.construction_sites(function.name)
+            index = function.param_order.index(name)
+        else:
             return UNKNOWN
-        sites = self.construction_sites(cls.name)
         if not sites:
-            return UNKNOWN  # never built here: the default is a guess, stay silent
-        index = function.param_order.index(name) - 1  # skip self
+            return UNKNOWN  # never built or called here: the default is a guess, stay silent
         values = []
         for site in sites:
             if site.has_star_args:
