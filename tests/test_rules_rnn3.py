@@ -582,3 +582,30 @@ also = TensorDataset(torch.tensor(x), torch.tensor(np.load("targets.npy"), dtype
 model = nn.GRU(6, 32, batch_first=True)
 '''
     assert [f.code for f in lint(src)] == []
+
+
+def test_rnn301_a_normalisation_layer_in_the_model_counts_as_scaling():
+    from lintutil import lint
+    src = '''
+import numpy as np
+import torch
+import torch.nn as nn
+
+
+class Net(nn.Module):
+    def __init__(self):
+        super().__init__()
+        self.norm = nn.{layer}(13)
+        self.rnn = nn.GRU(13, 64, batch_first=True)
+
+    def forward(self, x):
+        out, _ = self.rnn(self.norm(x))
+        return out
+
+
+frames = np.load("mfcc.npy")
+model = Net()
+out = model(torch.from_numpy(frames).float())
+'''
+    assert [f.code for f in lint(src.replace("{layer}", "LayerNorm"))] == []
+    assert [f.code for f in lint(src.replace("{layer}", "Identity"))] == ["RNN301"]

@@ -49,7 +49,8 @@ _SCALING_METHODS = frozenset(
 )
 # Anything here means the author scales somewhere; rnnlint cannot follow every path, so it stays quiet.
 _SCALERS = re.compile(
-    r"(Scaler|Normalizer|Normalization|QuantileTransformer|PowerTransformer|StandardScaler)$"
+    r"(Scaler|Normalizer|Normalization|QuantileTransformer|PowerTransformer|StandardScaler"
+    r"|BatchNorm1d|LayerNorm|InstanceNorm1d)$"  # a normalisation layer in the model may take the raw input
 )
 _SCALE_WORDS = re.compile(r"std|max|min|range|scale|norm|mean|sigma|mu\b", re.I)
 _INT_CASTS = frozenset({"long", "int", "short", "bool", "byte"})
