@@ -6,7 +6,7 @@ import ast
 import re
 import warnings
 from dataclasses import dataclass, field
-from typing import Any, Dict, List, Optional, Sequence, Type
+from typing import Any, Dict, List, Optional, Sequence, Tuple, Type
 
 import libcst as cst
 
@@ -230,31 +230,32 @@ def _syntax_depth(text: str) -> str:
     return ""
 
 
-def _cpython_error(path: str, text: str) -> Optional[FileError]:
-    """The running CPython's syntax error for the file, or None when it compiles."""
+def _cpython_verdict(path: str, text: str) -> Tuple[Optional[FileError], bool]:
+    """(the running CPython's syntax error for the file, whether CPython accepts it); both
+    empty when CPython cannot say (nesting or memory limits)."""
     try:
         with warnings.catch_warnings():
             warnings.simplefilter("ignore")
             compile(text, path, "exec", flags=ast.PyCF_ONLY_AST, dont_inherit=True)
     except SyntaxError as err:
-        return FileError(path, f"syntax error: {err.msg}", line=err.lineno or 0, column=err.offset or 0)
+        return FileError(path, f"syntax error: {err.msg}", line=err.lineno or 0, column=err.offset or 0), False
     except (ValueError, RecursionError, MemoryError):
-        return None
-    return None
+        return None, False
+    return None, True
+
+
+def _cpython_error(path: str, text: str) -> Optional[FileError]:
+    """The running CPython's syntax error for the file, or None when it compiles."""
+    return _cpython_verdict(path, text)[0]
 
 
 def _syntax_error(path: str, text: str, exc: "cst.ParserSyntaxError") -> FileError:
     """Where and why the file does not parse. CPython's own parser names the spot more
     precisely than libcst's, so ask it (only on this failure path)."""
-    try:
-        with warnings.catch_warnings():
-            warnings.simplefilter("ignore")
-            compile(text, path, "exec", flags=ast.PyCF_ONLY_AST, dont_inherit=True)
-    except SyntaxError as err:
-        return FileError(path, f"syntax error: {err.msg}", line=err.lineno or 0, column=err.offset or 0)
-    except (ValueError, RecursionError, MemoryError):
-        pass
-    else:  # valid Python that libcst cannot read (e.g. thousands of implicitly joined strings)
+    rejected, accepted = _cpython_verdict(path, text)
+    if rejected is not None:
+        return rejected
+    if accepted:  # valid Python that libcst cannot read (e.g. thousands of implicitly joined strings)
         message = exc.message.replace("parser error: ", "").splitlines()[0][:200]
         return FileError(path, f"libcst cannot parse this file although Python accepts it ({message}); "
                                "not analysed", line=exc.raw_line, column=exc.raw_column + 1)
