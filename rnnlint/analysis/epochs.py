@@ -16,7 +16,7 @@ from typing import Dict, Iterator, List, Optional, Set, Tuple
 
 import libcst as cst
 
-from rnnlint.analysis.training import local_callee
+from rnnlint.analysis.training import calls_assigned, local_callee
 from rnnlint.analysis.facts import AssignFact, CallFact, Loop, ModuleFacts, Scope
 from rnnlint.analysis.names import dotted_name
 from rnnlint.analysis.training import training_units
@@ -221,10 +221,7 @@ def single_assigned_call(facts: ModuleFacts, name: str) -> Optional[CallFact]:
     """The one call whose result is assigned to `name` in the file (None if zero or several)."""
     index = facts.cache.get("epochs.assigned_calls")
     if index is None:
-        index = {}
-        for call in facts.calls:
-            if call.assigned_to is not None:
-                index.setdefault(call.assigned_to, []).append(call)
+        index = {name: list(calls) for name, calls in calls_assigned(facts).items()}
         for assign in facts.assigns:  # a name also bound to something that is not a call
             if assign.target in index and not isinstance(assigned_value(assign), cst.Call):
                 index[assign.target].append(None)

@@ -25,7 +25,7 @@ from rnnlint.analysis.facts import CallFact, ModuleFacts, Scope
 from rnnlint.analysis.names import dotted_name
 from rnnlint.analysis.recurrent import RecurrentLayer, layer_bound_to
 from rnnlint.analysis.values import Evaluator, known
-from rnnlint.analysis.walker import iter_children
+from rnnlint.analysis.walker import walk
 
 # Names that hold a sequence length (last component of a dotted name, case-insensitive).
 SEQ_NAME = re.compile(
@@ -503,8 +503,4 @@ def file_lengths(facts: ModuleFacts, evaluator: Evaluator) -> List[Length]:
 
 
 def descendants(node: cst.CSTNode):  # type: ignore[no-untyped-def]
-    stack = [node]
-    while stack:
-        current = stack.pop()
-        yield current
-        stack.extend(iter_children(current))
+    return walk(node)

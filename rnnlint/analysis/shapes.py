@@ -20,7 +20,7 @@ from rnnlint.analysis.facts import CallFact, ModuleFacts, Scope
 from rnnlint.analysis.names import dotted_name
 from rnnlint.analysis.recurrent import RecurrentLayer, layer_bound_to
 from rnnlint.analysis.values import Evaluator, known
-from rnnlint.analysis.walker import iter_children
+from rnnlint.analysis.walker import walk
 
 _COMPOUND = (cst.If, cst.For, cst.While, cst.With, cst.Try, cst.FunctionDef, cst.ClassDef)
 _SCOPE_NODES = (cst.FunctionDef, cst.ClassDef, cst.Lambda)
@@ -215,13 +215,8 @@ def target_paths(node: cst.CSTNode, prefix: Tuple[int, ...] = ()) -> List[Tuple[
 
 
 def _walk(node: cst.CSTNode):  # type: ignore[no-untyped-def]
-    stack = [node]
-    while stack:
-        current = stack.pop()
-        yield current
-        if isinstance(current, _SCOPE_NODES):
-            continue
-        stack.extend(iter_children(current))
+    """The nodes of one function body, not those of functions or classes nested in it."""
+    return walk(node, stop=lambda n: isinstance(n, _SCOPE_NODES))
 
 
 def walk_expr(node: cst.CSTNode):  # type: ignore[no-untyped-def]

@@ -58,8 +58,8 @@ class TrainingUnit:
         return self.container if isinstance(self.container, Loop) else None
 
 
-def _assigned_call(facts: ModuleFacts, name: str, scope: Scope) -> Optional[CallFact]:
-    """The call whose result `name` holds, when it is assigned exactly once in reach."""
+def calls_assigned(facts: ModuleFacts) -> Dict[str, List[CallFact]]:
+    """Dotted name -> every call whose whole result is assigned to it, in file order."""
     index = facts.cache.get("assigned_calls")
     if index is None:
         index = {}
@@ -67,7 +67,12 @@ def _assigned_call(facts: ModuleFacts, name: str, scope: Scope) -> Optional[Call
             if call.assigned_to is not None:
                 index.setdefault(call.assigned_to, []).append(call)
         facts.cache["assigned_calls"] = index
-    candidates = index.get(name, [])  # type: ignore[union-attr]
+    return index  # type: ignore[return-value]
+
+
+def _assigned_call(facts: ModuleFacts, name: str, scope: Scope) -> Optional[CallFact]:
+    """The call whose result `name` holds, when it is assigned exactly once in reach."""
+    candidates = calls_assigned(facts).get(name, [])
     if name.startswith("self."):
         cls = scope.enclosing_class
         candidates = [c for c in candidates if c.scope.enclosing_class is cls]

@@ -72,6 +72,18 @@ def iter_children(node: cst.CSTNode) -> Iterator[cst.CSTNode]:
                     yield item
 
 
+def walk(node: cst.CSTNode, stop: Optional[Callable[[cst.CSTNode], bool]] = None) -> Iterator[cst.CSTNode]:
+    """`node` and every node below it; the children of a node for which `stop` is true are
+    not visited (the node itself is)."""
+    stack = [node]
+    while stack:
+        current = stack.pop()
+        yield current
+        if stop is not None and stop(current):
+            continue
+        stack.extend(iter_children(current))
+
+
 def _target_names(node: cst.CSTNode) -> List[Tuple[str, Optional[int]]]:
     """Dotted names bound by an assignment target, with tuple positions."""
     dotted = dotted_name(node)

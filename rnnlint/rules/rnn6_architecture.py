@@ -28,7 +28,7 @@ from rnnlint.analysis.sequences import (
     torch_call_lengths,
 )
 from rnnlint.analysis.values import known
-from rnnlint.analysis.walker import iter_children
+from rnnlint.analysis.walker import iter_children, walk
 from rnnlint.findings import Severity
 from rnnlint.rules.base import Context, Rule, RuleMeta, rule
 
@@ -579,18 +579,12 @@ def _recurrent_class(ctx: Context, cls: Scope, attr: str) -> bool:
     for loop in ctx.facts.loops:
         if loop.scope.parent is not cls:
             continue
-        for node in _walk(loop.node):
+        for node in walk(loop.node):
             if dotted_name(node) == wanted:
                 return True
     return False
 
 
-def _walk(node: cst.CSTNode):  # type: ignore[no-untyped-def]
-    stack = [node]
-    while stack:
-        current = stack.pop()
-        yield current
-        stack.extend(iter_children(current))
 
 
 # -- RNN603: double activation before the loss ----------------------------------------------
@@ -911,7 +905,7 @@ class _Affine:
         return None
 
     def mentions(self, node: cst.CSTNode, state: str) -> bool:
-        return any(isinstance(n, cst.Name) and n.value == state for n in _walk(node))
+        return any(isinstance(n, cst.Name) and n.value == state for n in walk(node))
 
     def affine(self, node: cst.BaseExpression, state: str, subst: Dict[str, cst.BaseExpression], depth: int = 0) -> Optional[bool]:
         """None: not affine in the state (or not understood). True: affine with a learned matrix on
