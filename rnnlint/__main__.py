@@ -1,4 +1,4 @@
-from rnnlint.cli import main
+from rnnlint.client import main
 
 if __name__ == "__main__":
     main()

@@ -21,7 +21,7 @@ import tempfile
 from pathlib import Path
 from typing import Any, Dict, List, Optional, Tuple
 
-from rnnlint import __version__
+from rnnlint.build import stamp
 from rnnlint.findings import FileError, Finding, Severity
 
 SCHEMA = 1
@@ -44,29 +44,9 @@ def cache_dir_for(root: Path, configured: Optional[str], override: Optional[str]
     return root / DEFAULT_DIR
 
 
-_BUILD: List[str] = []
-
-
 def build_id() -> str:
-    """rnnlint's version plus the size and mtime of its own static-path modules, so that an
-    edited or reinstalled rnnlint never answers from entries an older build wrote."""
-    if not _BUILD:
-        package = Path(__file__).resolve().parent
-        stamp = [f"rnnlint {__version__} schema {SCHEMA}"]
-        for folder in (package, package / "analysis", package / "rules"):
-            try:
-                names = sorted(os.listdir(folder))
-            except OSError:
-                continue
-            for name in names:
-                if name.endswith(".py"):
-                    try:
-                        info = os.stat(folder / name)
-                    except OSError:
-                        continue
-                    stamp.append(f"{folder.name}/{name}:{info.st_size}:{info.st_mtime_ns}")
-        _BUILD.append(hashlib.sha256("\n".join(stamp).encode()).hexdigest())
-    return _BUILD[0]
+    """The stamp of this rnnlint build (rnnlint.build), with the cache schema in it."""
+    return stamp(SCHEMA)
 
 
 def make_key(*parts: str) -> str:

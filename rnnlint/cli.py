@@ -349,6 +349,76 @@ def explain(code_or_name: str = typer.Argument(..., help="A rule code (RNN101) o
     typer.echo(doc.read_text(encoding="utf-8"))
 
 
+server_app = typer.Typer(
+    no_args_is_help=True,
+    help="A resident server that keeps libcst and the rules loaded, so that `rnnlint check` of a "
+    "few files answers without paying for their import (pre-commit). `check` uses a running "
+    "server of the same build by itself; RNNLINT_SERVER=auto starts one, RNNLINT_SERVER=off ignores it.",
+)
+app.add_typer(server_app, name="server")
+
+
+def _server_path() -> str:
+    from rnnlint.client import socket_path
+
+    path = socket_path()
+    if path is None:
+        raise _fail("the server needs a POSIX system and a private socket directory "
+                    "(RNNLINT_SERVER_DIR, XDG_RUNTIME_DIR or $TMPDIR/rnnlint-UID)")
+    return path
+
+
+@server_app.command("start")
+def server_start(
+    idle_timeout: float = typer.Option(1800.0, "--idle-timeout", min=1.0, help="Seconds without a request before the server exits."),
+) -> None:
+    """Start the server in the background (nothing happens if one already runs)."""
+    import time
+
+    from rnnlint.client import ask, start_detached
+
+    path = _server_path()
+    running = ask("ping")
+    if running:
+        typer.echo(f"rnnlint: server already running (pid {running['pid']}, {path})")
+        return
+    start_detached(path, idle_timeout)
+    deadline = time.monotonic() + 30.0
+    while time.monotonic() < deadline:
+        running = ask("ping", timeout=1.0)
+        if running:
+            typer.echo(f"rnnlint: server started (pid {running['pid']}, {path}); "
+                       f"it exits after {idle_timeout:g} s without a request")
+            return
+        time.sleep(0.05)
+    raise _fail(f"the server did not start; see {path[:-len('.sock')]}.log")
+
+
+@server_app.command("stop")
+def server_stop() -> None:
+    """Stop this build's server (nothing happens if none runs)."""
+    from rnnlint.client import ask
+
+    path = _server_path()
+    answer = ask("stop")
+    typer.echo(f"rnnlint: server stopped (pid {answer['stopping']})" if answer and "stopping" in answer
+               else f"rnnlint: no server running on {path}")
+
+
+@server_app.command("status")
+def server_status() -> None:
+    """Show this build's server; exit 0 if it runs, 1 if not."""
+    from rnnlint.client import ask
+
+    path = _server_path()
+    answer = ask("ping")
+    if not answer:
+        typer.echo(f"rnnlint: no server running on {path}")
+        raise typer.Exit(1)
+    typer.echo(f"rnnlint: server running: pid {answer['pid']}, {answer['requests']} checks served, "
+               f"up {answer['uptime']:g} s, exits after {answer['idle_timeout']:g} s idle, socket {path}")
+
+
 SCRIPT_ARGS: List[str] = []
 
 
