@@ -30,6 +30,7 @@ import time
 import traceback
 from typing import List, Optional
 
+from rnnlint.build import compute as compute_stamp
 from rnnlint.build import stamp
 from rnnlint.client import FORWARDED
 
@@ -78,22 +79,22 @@ class Server:
     # -- life cycle ---------------------------------------------------------------------
 
     def bind(self) -> bool:
-        """Listen on the socket path; False if a live server already holds it."""
-        listener = socket.socket(socket.AF_UNIX, socket.SOCK_STREAM)
-        try:
-            listener.bind(self.path)
-        except OSError:
-            probe = socket.socket(socket.AF_UNIX, socket.SOCK_STREAM)
+        """Listen on the socket path; False if a live server already holds it. A lock file
+        serialises servers started at the same moment (RNNLINT_SERVER=auto in parallel hooks)."""
+        import fcntl
+
+        with open(self.path[: -len(".sock")] + ".lock", "w") as lock:
+            fcntl.flock(lock, fcntl.LOCK_EX)
+            if _alive(self.path):
+                return False
             try:
-                probe.connect(self.path)
-                return False  # answered: another server of this build runs
-            except OSError:
                 os.unlink(self.path)  # left by a server that was killed
-                listener.bind(self.path)
-            finally:
-                probe.close()
-        os.chmod(self.path, 0o600)
-        listener.listen(64)
+            except FileNotFoundError:
+                pass
+            listener = socket.socket(socket.AF_UNIX, socket.SOCK_STREAM)
+            listener.bind(self.path)
+            os.chmod(self.path, 0o600)
+            listener.listen(64)
         listener.settimeout(self.idle_timeout)
         self.listener = listener
         self.inode = os.stat(self.path).st_ino
@@ -144,7 +145,7 @@ class Server:
             if op == "stop":
                 _reply(conn, {"stopping": os.getpid()})
                 return False
-            if stamp_now() != self.build:
+            if compute_stamp() != self.build:
                 _reply(conn, {"refused": "rnnlint changed since this server started"})
                 return False
             argv = request.get("argv")
@@ -159,18 +160,6 @@ class Server:
         finally:
             for fd in fds:
                 os.close(fd)
-
-
-def stamp_now() -> str:
-    """The build stamp recomputed from the files on disk (the cached one is the server's)."""
-    import rnnlint.build as build
-
-    saved = list(build._STAMP)
-    build._STAMP.clear()
-    try:
-        return build.stamp()
-    finally:
-        build._STAMP[:] = saved
 
 
 def _same_user(conn: socket.socket) -> bool:
@@ -275,9 +264,23 @@ def _reopen_streams(settings) -> None:  # type: ignore[no-untyped-def]
         setattr(sys, f"__{name}__", stream)
 
 
+def _alive(path: str) -> bool:
+    probe = socket.socket(socket.AF_UNIX, socket.SOCK_STREAM)
+    try:
+        probe.connect(path)
+        return True
+    except OSError:
+        return False
+    finally:
+        probe.close()
+
+
 def run(path: str, idle_timeout: float) -> int:
-    preload()
     server = Server(path, idle_timeout)
+    if _alive(path):  # before the costly preload: the common case of a second start
+        print(f"rnnlint server: already running on {path}", file=sys.stderr)
+        return 0
+    preload()
     if not server.bind():
         print(f"rnnlint server: already running on {path}", file=sys.stderr)
         return 0

@@ -294,3 +294,31 @@ def test_a_server_refuses_and_exits_once_its_rnnlint_changed(tmp_path: Path) -> 
     finally:
         rnnlint(["server", "stop"], env)
         shutil.rmtree(directory, ignore_errors=True)
+
+
+def test_servers_started_at_once_leave_exactly_one() -> None:
+    """Parallel pre-commit hooks with RNNLINT_SERVER=auto can start several servers at the same
+    moment: all but one must notice the other and exit."""
+    directory = _short_dir()
+    env = _env(directory)
+    try:
+        path = subprocess.run([sys.executable, "-c", "from rnnlint.client import socket_path; print(socket_path())"],
+                              env=env, capture_output=True, text=True).stdout.strip()
+        servers = [subprocess.Popen([sys.executable, "-m", "rnnlint.server", "--socket", path, "--idle-timeout", "60"],
+                                    env=env, stdout=subprocess.DEVNULL, stderr=subprocess.PIPE, text=True)
+                   for _ in range(3)]
+        assert wait_for(lambda: sum(s.poll() is not None for s in servers) == 2, 60)
+        survivor = next(s for s in servers if s.poll() is None)
+        status = ping(env)
+        assert status is not None and status["pid"] == survivor.pid
+        for s in servers:
+            if s is not survivor:
+                assert s.returncode == 0 and "already running" in s.stderr.read()
+    finally:
+        rnnlint(["server", "stop"], env)
+        for s in servers:
+            try:
+                s.wait(timeout=20)
+            except subprocess.TimeoutExpired:
+                s.kill()
+        shutil.rmtree(directory, ignore_errors=True)
