@@ -373,6 +373,40 @@ def test_rnn305_torch_near_misses():
     assert hits(left, "RNN305") == []
 
 
+DECODER_STEP = '''
+import torch
+import torch.nn as nn
+from torch.nn.utils.rnn import pad_sequence
+
+
+def collate(batch):
+    src, trg = zip(*batch)
+    return pad_sequence(src, batch_first=True), pad_sequence(trg, batch_first=True)
+
+
+class Decoder(nn.Module):
+    def __init__(self, vocab, hidden):
+        super().__init__()
+        self.embed = nn.Embedding(vocab, 32, padding_idx=0)
+        self.gru = nn.GRU(32 + hidden, hidden, batch_first=True)
+        self.out = nn.Linear(hidden, vocab)
+
+    def forward(self, token, hidden, context):
+        embedded = self.embed(token).unsqueeze({axis})
+        output, h_n = self.gru(torch.cat((embedded, context), dim={dim}), hidden)
+        return self.out(output.squeeze(1)), h_n
+'''
+
+
+def test_rnn305_decoder_fed_one_step_at_a_time_is_silent():
+    # One token per call: no padded step inside the call; the padding is the loss's business.
+    assert hits(DECODER_STEP.format(axis=1, dim=2), "RNN305") == []
+    assert hits(DECODER_STEP.format(axis=1, dim=-1), "RNN305") == []
+    # Concatenated along time, or unsqueezed on another axis: the length is not known to be 1.
+    assert hits(DECODER_STEP.format(axis=1, dim=1), "RNN305") == [21]
+    assert hits(DECODER_STEP.format(axis=2, dim=2), "RNN305") == [21]
+
+
 KERAS_PADDED = '''
 import numpy as np
 import keras

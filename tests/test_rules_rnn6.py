@@ -485,6 +485,24 @@ def test_606_torch_unsqueeze_depends_on_batch_first_and_state():
     assert found(source.format(bf="True", param=", hidden", dim=1, state=", hidden")) == []
 
 
+def test_606_torch_one_step_through_a_concatenation():
+    source = '''
+    import torch
+    import torch.nn as nn
+    class M(nn.Module):
+        def __init__(self):
+            super().__init__()
+            self.lstm = nn.LSTM(12 + 4, 50, batch_first=True)
+        def forward(self, x, extra):
+            step = torch.cat((x.unsqueeze(1), extra), dim={dim})
+            out, _ = self.lstm(step)
+            return out
+    '''
+    assert found(source.format(dim=2)) == [("RNN606", 7)]
+    assert found(source.format(dim=-1)) == [("RNN606", 7)]
+    assert found(source.format(dim=1)) == []  # joined along time: more than one step
+
+
 def test_606_torch_window_of_one():
     source = '''
     import torch

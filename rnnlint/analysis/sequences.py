@@ -415,16 +415,41 @@ def torch_call_lengths(facts: ModuleFacts, evaluator: Evaluator, layer: Recurren
             continue
         state = call.arg(1, "hx")
         passes_state = state is not None and not (isinstance(state, cst.Name) and state.value == "None")
-        arg = strip_chain(arg)
-        if isinstance(arg, cst.Name):
-            assign = last_plain_assignment(facts, arg.value, call.scope, call.order)
-            if assign is None:
-                continue
-            arg = assign.value
-        length = reshape_time(facts, evaluator, arg, call.scope, time_axis)
+        length = _input_time(facts, evaluator, arg, call, time_axis)
         if length is not None:
             out.append(TorchCallInput(length, call, passes_state))
     return out
+
+
+_CONCATENATE = ("torch.cat", "torch.concat", "torch.concatenate")
+
+
+def _input_time(facts: ModuleFacts, evaluator: Evaluator, arg: cst.BaseExpression, call: CallFact,
+                time_axis: int, depth: int = 0) -> Optional[Length]:
+    """The time length of a recurrent module's input: a reshape or unsqueeze, through one plain
+    assignment, or any operand of a torch.cat along another axis (a decoder step's
+    `torch.cat((embedded.unsqueeze(1), context), dim=2)`)."""
+    arg = strip_chain(arg)
+    if isinstance(arg, cst.Name):
+        assign = last_plain_assignment(facts, arg.value, call.scope, call.order)
+        if assign is None:
+            return None
+        arg = strip_chain(assign.value)
+    if isinstance(arg, cst.Call) and dotted_name(arg.func) in _CONCATENATE and depth < 2:
+        operands = arg.args[0].value if arg.args and arg.args[0].keyword is None and not arg.args[0].star else None
+        dim_node = next((a.value for a in arg.args if a.keyword is not None and a.keyword.value in ("dim", "axis")),
+                        arg.args[1].value if len(arg.args) > 1 and arg.args[1].keyword is None else None)
+        dim = _int(evaluator.value(dim_node, call.scope)) if dim_node is not None else 0
+        if not isinstance(operands, (cst.Tuple, cst.List)) or dim is None or dim in (time_axis, time_axis - 3):
+            return None
+        for element in operands.elements:
+            if isinstance(element, cst.StarredElement):
+                continue
+            length = _input_time(facts, evaluator, element.value, call, time_axis, depth + 1)
+            if length is not None:
+                return length
+        return None
+    return reshape_time(facts, evaluator, arg, call.scope, time_axis)
 
 
 # -- file-level sequence lengths ------------------------------------------------------

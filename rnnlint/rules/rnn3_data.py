@@ -22,6 +22,7 @@ from rnnlint.analysis.dataflow import (
 )
 from rnnlint.analysis.facts import CallFact, ModuleFacts
 from rnnlint.analysis.names import dotted_name
+from rnnlint.analysis.sequences import torch_call_lengths
 from rnnlint.analysis.walker import iter_children
 from rnnlint.findings import Severity
 from rnnlint.rules.base import Context, Rule, RuleMeta, rule
@@ -494,8 +495,11 @@ class PaddingWithoutPacking(Rule):
             if layer.framework != "torch" or layer.cell or layer.binding is None:
                 continue
             owner = layer.owner
+            # A decoder fed one step at a time has no padded steps inside the call.
+            one_step = {id(c.call) for c in torch_call_lengths(ctx.facts, ctx.evaluator, layer, ctx.layers)
+                        if c.length.value == 1}
             for call in ctx.facts.calls:
-                if call.dotted != layer.binding or call is layer.call:
+                if call.dotted != layer.binding or call is layer.call or id(call) in one_step:
                     continue
                 if layer.binding.startswith("self.") and call.scope.enclosing_class is not owner:
                     continue
