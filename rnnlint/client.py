@@ -116,7 +116,7 @@ def forward(argv: List[str]) -> Optional[int]:
     path = socket_path()
     if path is None:
         return None
-    sock = connect(path)
+    sock = connect(path, timeout=5.0)
     if sock is None:
         if mode == "auto":
             start_detached(path)
@@ -138,6 +138,7 @@ def forward(argv: List[str]) -> Optional[int]:
         pid = first.get("pid")
         if not pid:
             return None  # refused (another build answered, or the server is stopping)
+        sock.sendall(b"g")  # from here on the worker owns the output
     except (OSError, ValueError):
         sock.close()
         return None

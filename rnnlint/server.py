@@ -6,7 +6,9 @@ each request it forks a worker that takes the client's stdin/stdout/stderr descr
 (passed over the socket), working directory, environment and umask, runs the command line
 as `rnnlint` would, and reports its exit code. Workers share nothing with each other or
 with later requests: each is a fresh copy of the loaded server, so no state leaks between
-runs. A worker first tells the client its pid, so Ctrl-C in the client reaches it.
+runs. A worker first tells the client its pid (so Ctrl-C in the client reaches it) and
+starts only on the client's go: a client that stopped waiting and checks by itself is never
+answered twice.
 
 The server answers only clients of its own user (SO_PEERCRED where the platform has it),
 and only while its build stamp is the one it started with: after rnnlint is edited or
@@ -219,12 +221,17 @@ def _worker(listener, conn: socket.socket, fds: List[int], request: dict) -> Non
         conn.settimeout(None)
         for target, fd in enumerate(fds):
             os.dup2(fd, target)
+        for fd in fds:
+            if fd > 2:
+                os.close(fd)
         os.chdir(request["cwd"])
         os.environ.clear()
         os.environ.update({str(k): str(v) for k, v in request.get("env", {}).items()})
         os.umask(int(request.get("umask", 0o022)))
         _reopen_streams(request.get("streams"))
         _reply(conn, {"pid": os.getpid()})
+        if conn.recv(1) != b"g":  # the client gave up waiting and checks by itself: stay silent
+            os._exit(0)
         sys.argv = ["rnnlint", *request["argv"]]
         from rnnlint.cli import main
 

@@ -322,3 +322,24 @@ def test_servers_started_at_once_leave_exactly_one() -> None:
             except subprocess.TimeoutExpired:
                 s.kill()
         shutil.rmtree(directory, ignore_errors=True)
+
+
+def test_a_worker_whose_client_gave_up_writes_nothing(server: Dict[str, str]) -> None:
+    """A client that stops waiting for the worker's pid checks in its own process; the worker
+    must then stay silent, or the report would be printed twice."""
+    from rnnlint.client import connect, send_request
+
+    path = ping(server)["socket"]
+    read_end, write_end = os.pipe()
+    sock = connect(path)
+    assert sock is not None
+    try:
+        request = {"op": "run", "argv": ["check", "--no-cache", "fixtures/torch_wordlm_lstm_bptt_nodetach.py"],
+                   "cwd": str(ROOT), "env": dict(server), "umask": 0o022}
+        send_request(sock, request, [0, write_end, write_end])
+        assert "pid" in json.loads(sock.makefile("rb").readline())
+    finally:
+        sock.close()  # no go: the client gave up
+        os.close(write_end)
+    with os.fdopen(read_end, "rb") as output:
+        assert output.read() == b""  # EOF once the worker exits, and nothing before it
