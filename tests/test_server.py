@@ -343,3 +343,21 @@ def test_a_worker_whose_client_gave_up_writes_nothing(server: Dict[str, str]) ->
         os.close(write_end)
     with os.fdopen(read_end, "rb") as output:
         assert output.read() == b""  # EOF once the worker exits, and nothing before it
+
+
+def test_an_unsafe_socket_directory_is_never_used(tmp_path: Path, monkeypatch: pytest.MonkeyPatch) -> None:
+    from rnnlint.client import server_dir
+
+    private = tmp_path / "private"
+    monkeypatch.setenv("RNNLINT_SERVER_DIR", str(private))
+    assert server_dir() == str(private)
+    assert private.stat().st_mode & 0o777 == 0o700  # created private
+    shared = tmp_path / "shared"
+    shared.mkdir()
+    shared.chmod(0o777)  # anyone could plant a socket in it
+    monkeypatch.setenv("RNNLINT_SERVER_DIR", str(shared))
+    assert server_dir() is None
+    link = tmp_path / "link"
+    link.symlink_to(private)
+    monkeypatch.setenv("RNNLINT_SERVER_DIR", str(link))
+    assert server_dir() is None
