@@ -673,6 +673,191 @@ def test_rnn403_silent_without_active_dropout():
     assert lines(classifier(body, layers=2), "RNN403") == [CLS_LINES + 4]
 
 
+# A translation model that gets its encoder and decoder as constructor arguments.
+SEQ2SEQ = textwrap.dedent(
+    """\
+    import torch
+    import torch.nn as nn
+
+
+    class Encoder(nn.Module):
+        def __init__(self, vocab, hidden):
+            super().__init__()
+            self.embed = nn.Embedding(vocab, hidden)
+            self.rnn = {encoder_rnn}
+            self.dropout = nn.Dropout({p})
+
+        def forward(self, src):
+            return self.rnn(self.dropout(self.embed(src)))
+
+
+    class Decoder(nn.Module):
+        def __init__(self, vocab, hidden):
+            super().__init__()
+            self.embed = nn.Embedding(vocab, hidden)
+            self.rnn = nn.GRU(hidden, hidden, batch_first=True)
+            self.out = nn.Linear(hidden, vocab)
+
+        def forward(self, trg, hidden):
+            y, hidden = self.rnn(self.embed(trg), hidden)
+            return self.out(y), hidden
+
+
+    class Seq2Seq(nn.Module):
+        def __init__(self, encoder, decoder):
+            super().__init__()
+            self.encoder = encoder
+            self.decoder = decoder
+
+        def forward(self, src, trg):
+            _, hidden = self.encoder(src)
+            logits, _ = self.decoder(trg, hidden)
+            return logits
+
+
+    def train_epoch(model, loader, optimizer, criterion):
+        for src, trg in loader:
+            optimizer.zero_grad()
+            loss = criterion(model(src, trg).flatten(0, 1), trg.flatten())
+            loss.backward()
+            torch.nn.utils.clip_grad_norm_(model.parameters(), 1.0)
+            optimizer.step()
+
+
+    def greedy_translate(model, sentence):
+        model.eval()
+        with torch.no_grad():
+            return model(sentence, sentence).argmax(-1)
+
+
+    """
+)
+S2S_LINES = SEQ2SEQ.count("\n")
+
+
+def seq2seq(*parts: str, p: str = "0.3", encoder_rnn: str = "nn.GRU(hidden, hidden, batch_first=True)") -> str:
+    return SEQ2SEQ.format(p=p, encoder_rnn=encoder_rnn) + "".join(textwrap.dedent(part) for part in parts)
+
+
+EVALUATE_NO_EVAL = """\
+def evaluate(model, loader, criterion):
+    total = 0.0
+    with torch.no_grad():
+        for src, trg in loader: total += criterion(model(src, trg).flatten(0, 1), trg.flatten()).item()
+    return total / len(loader)
+
+
+"""
+
+
+def test_rnn403_submodules_passed_in_and_eval_only_after_the_evaluation():
+    # eval() in greedy_translate comes after evaluate() in the epoch loop: it does not cover it
+    src = seq2seq(
+        EVALUATE_NO_EVAL,
+        """\
+        model = Seq2Seq(Encoder(1000, 64), Decoder(1200, 64))
+        optimizer = torch.optim.Adam(model.parameters())
+        criterion = nn.CrossEntropyLoss()
+        train_loader, val_loader = [], []
+        for epoch in range(10):
+            model.train()
+            train_epoch(model, train_loader, optimizer, criterion)
+            val_loss = evaluate(model, val_loader, criterion)
+            print(greedy_translate(model, torch.zeros(1, 5, dtype=torch.long)))
+        """
+    )
+    assert lines(src, "RNN403") == [S2S_LINES + 4]
+    assert "Dropout(p=0.3) (in Encoder) in Seq2Seq" in messages(src, "RNN403")[0]
+
+
+def test_rnn403_named_submodules_stacked_gru_and_a_test_pass_after_the_loop():
+    # dropout= of a two-layer GRU in the encoder; names and keywords; all inside main(). The test
+    # pass after the loop runs in eval mode (greedy_translate set it), the validation pass does not.
+    src = seq2seq(
+        EVALUATE_NO_EVAL,
+        """\
+        def main():
+            encoder = Encoder(1000, 64)
+            decoder = Decoder(1200, 64)
+            model = Seq2Seq(encoder=encoder, decoder=decoder).to("cuda")
+            optimizer = torch.optim.Adam(model.parameters())
+            criterion = nn.CrossEntropyLoss()
+            train_loader, val_loader, test_loader = [], [], []
+            for epoch in range(10):
+                model.train()
+                train_epoch(model, train_loader, optimizer, criterion)
+                val_loss = evaluate(model, val_loader, criterion)
+                print(greedy_translate(model, torch.zeros(1, 5, dtype=torch.long)))
+            print(evaluate(model, test_loader, criterion))
+
+
+        main()
+        """,
+        p="0.0",
+        encoder_rnn="nn.GRU(hidden, hidden, num_layers=2, dropout=0.25, batch_first=True)",
+    )
+    assert lines(src, "RNN403") == [S2S_LINES + 4]
+    assert "nn.GRU(dropout=0.25, num_layers=2) (in Encoder) in Seq2Seq" in messages(src, "RNN403")[0]
+
+
+@pytest.mark.parametrize(
+    "evaluate,loop_eval,p",
+    [
+        # eval() in the loop body, before the evaluation call
+        (EVALUATE_NO_EVAL, "model.eval()\n", "0.3"),
+        # eval() inside evaluate()
+        (EVALUATE_NO_EVAL.replace("    total = 0.0\n", "    model.eval()\n    total = 0.0\n"), "", "0.3"),
+        # the submodules passed in have no active dropout
+        (EVALUATE_NO_EVAL, "", "0.0"),
+    ],
+)
+def test_rnn403_silent_for_passed_in_submodules_when_eval_runs_first_or_no_dropout(evaluate, loop_eval, p):
+    loop = textwrap.indent(loop_eval, "    ")
+    src = seq2seq(
+        evaluate
+        + "model = Seq2Seq(Encoder(1000, 64), Decoder(1200, 64))\n"
+        + "optimizer = torch.optim.Adam(model.parameters())\n"
+        + "criterion = nn.CrossEntropyLoss()\n"
+        + "train_loader, val_loader = [], []\n"
+        + "for epoch in range(10):\n"
+        + "    model.train()\n"
+        + "    train_epoch(model, train_loader, optimizer, criterion)\n"
+        + loop
+        + "    val_loss = evaluate(model, val_loader, criterion)\n"
+        + "    print(greedy_translate(model, torch.zeros(1, 5, dtype=torch.long)))\n",
+        p=p,
+    )
+    assert lines(src, "RNN403") == []
+
+
+def test_rnn403_silent_when_the_wrapper_does_not_keep_the_submodule():
+    # Seq2Seq here builds its own dropout-free parts and only reads a size from its argument
+    src = seq2seq(
+        EVALUATE_NO_EVAL,
+        """\
+        class Tagger(nn.Module):
+            def __init__(self, encoder):
+                super().__init__()
+                self.size = encoder.embed.embedding_dim
+                self.rnn = nn.GRU(self.size, self.size, batch_first=True)
+
+            def forward(self, src, trg):
+                return self.rnn(src)[0]
+
+
+        model = Tagger(Encoder(1000, 64))
+        optimizer = torch.optim.Adam(model.parameters())
+        criterion = nn.CrossEntropyLoss()
+        train_loader, val_loader = [], []
+        for epoch in range(10):
+            model.train()
+            train_epoch(model, train_loader, optimizer, criterion)
+            val_loss = evaluate(model, val_loader, criterion)
+        """
+    )
+    assert lines(src, "RNN403") == []
+
+
 # ---------------------------------------------------------------- RNN404 dropout-on-logits
 
 HEAD = textwrap.dedent(
@@ -761,3 +946,91 @@ def test_rnn404_keras_silent_for_dropout_before_dense_or_an_uncompiled_block():
         """
     )
     assert lines(block, "RNN404") == []
+
+
+KERAS_FUNCTIONAL = textwrap.dedent(
+    """\
+    import numpy as np
+    from tensorflow import keras
+    from tensorflow.keras import layers
+    from tensorflow.keras.layers import LSTM, Activation, Dense, Dropout, Input
+    from tensorflow.keras.models import Model
+
+    WINDOW, N_FEATURES, n_classes = 30, 6, 4
+    x_train, y_train = np.random.rand(500, WINDOW, N_FEATURES), np.random.rand(500, 1)
+    {graph}
+    model.compile(optimizer="adam", loss="mse")
+    model.fit(x_train, y_train, epochs=5)
+    """
+)
+
+
+def keras_functional(graph: str) -> str:
+    return KERAS_FUNCTIONAL.format(graph=graph)
+
+
+@pytest.mark.parametrize(
+    "graph,line",
+    [
+        (
+            "inputs = keras.Input(shape=(WINDOW, N_FEATURES))\n"
+            "x = layers.LSTM(64)(inputs)\n"
+            "x = layers.Dense(1)(x)\n"
+            "outputs = layers.Dropout(0.2)(x)\n"
+            "model = keras.Model(inputs, outputs)",
+            12,
+        ),
+        (
+            "inputs = Input(shape=(WINDOW, N_FEATURES))\n"
+            "x = LSTM(64)(inputs)\n"
+            "outputs = Dropout(0.3)(Dense(n_classes)(x))\n"
+            "model = Model(inputs=inputs, outputs=outputs)",
+            11,
+        ),
+        # a trailing activation layer, and the model built by a function
+        (
+            "def build():\n"
+            "    inputs = Input(shape=(WINDOW, N_FEATURES))\n"
+            "    logits = Dense(n_classes)(LSTM(64)(inputs))\n"
+            "    return Model(inputs, Activation('softmax')(Dropout(0.3)(logits)))\n"
+            "model = build()",
+            12,
+        ),
+        # the layer bound to a name first
+        (
+            "inputs = Input(shape=(WINDOW, N_FEATURES))\n"
+            "head_dropout = Dropout(0.5)\n"
+            "out = head_dropout(Dense(1)(LSTM(64)(inputs)))\n"
+            "model = keras.Model(inputs=inputs, outputs=[out])",
+            11,
+        ),
+    ],
+)
+def test_rnn404_keras_functional_dropout_on_the_output(graph, line):
+    src = keras_functional(graph)
+    assert lines(src, "RNN404") == [line]
+    assert "Dropout is the output layer of model" in messages(src, "RNN404")[0]
+
+
+@pytest.mark.parametrize(
+    "graph",
+    [
+        # dropout before the last Dense: the usual pattern
+        "inputs = keras.Input(shape=(WINDOW, N_FEATURES))\n"
+        "x = layers.LSTM(64)(inputs)\n"
+        "x = layers.Dropout(0.2)(x)\n"
+        "outputs = layers.Dense(1)(x)\n"
+        "model = keras.Model(inputs, outputs)",
+        # reassigned afterwards: the Dropout output is not what the model returns
+        "inputs = Input(shape=(WINDOW, N_FEATURES))\n"
+        "x = Dropout(0.3)(Dense(16)(LSTM(64)(inputs)))\n"
+        "outputs = Dense(1)(x)\n"
+        "model = Model(inputs, outputs)",
+        # a feature extractor that is never compiled; the compiled model puts Dense last
+        "inputs = Input(shape=(WINDOW, N_FEATURES))\n"
+        "encoder = Model(inputs, Dropout(0.3)(Dense(32)(LSTM(64)(inputs))))\n"
+        "model = Model(inputs, Dense(1)(encoder(inputs)))",
+    ],
+)
+def test_rnn404_keras_functional_silent_when_dropout_feeds_the_output_layer(graph):
+    assert lines(keras_functional(graph), "RNN404") == []

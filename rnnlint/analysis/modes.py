@@ -72,8 +72,53 @@ def dropout_classes(facts: ModuleFacts, evaluator: Evaluator, layers: List[Recur
             found.setdefault(model.name, f"dropout (in {model.name}, defined in another file)")
             imported.add(model.name)
     facts.cache["imported_dropout_classes"] = imported
+    _passed_in_dropout(facts, found)
     facts.cache["dropout_classes"] = found
     return found
+
+
+def _passed_in_dropout(facts: ModuleFacts, found: Dict[str, str]) -> None:
+    """A model class that gets its submodules as constructor arguments (`Seq2Seq(encoder,
+    decoder)`) has dropout when every construction of it in the file passes an instance of a
+    class with dropout that __init__ keeps on self."""
+    changed = True
+    while changed:
+        changed = False
+        for name, cls in facts.classes.items():
+            init = cls.methods.get("__init__")
+            if name in found or init is None or "forward" not in cls.methods:
+                continue
+            kept = {
+                a.value.value for a in facts.assigns
+                if a.scope is init and a.target.startswith("self.") and isinstance(a.value, cst.Name)
+                and a.value.value in init.params and a.aug_op is None and a.unpack_index is None
+            }
+            params = [p for p in init.param_order[1:] if p in kept]
+            sites = [c for c in facts.calls if c.dotted == name and c.scope.enclosing_class is not cls]
+            if not params or not sites or any(site.has_star_args for site in sites):
+                continue
+            reasons = [_dropout_argument(facts, found, site, init, params) for site in sites]
+            if all(reasons):
+                found[name] = reasons[0]  # type: ignore[assignment]
+                changed = True
+
+
+def _dropout_argument(facts: ModuleFacts, found: Dict[str, str], site: CallFact, init: Scope, params: List[str]) -> Optional[str]:
+    for param in params:
+        given = site.kwarg(param)
+        if given is None:
+            given = site.positional(init.param_order.index(param) - 1)
+        if given is None:
+            continue
+        cls = _constructed_class(given) if isinstance(given, cst.Call) else None
+        if cls is None:
+            given_name = dotted_name(given)
+            if given_name is not None:
+                cls = instance_class(facts, given_name, site.scope)
+        if cls is not None and cls in found:
+            reason = found[cls]
+            return reason if "(in " in reason else f"{reason} (in {cls})"
+    return None
 
 
 def _own_dropout(facts: ModuleFacts, cls: Scope, evaluator: Evaluator, layers: List[RecurrentLayer]) -> Optional[str]:

@@ -18,7 +18,7 @@ from rnnlint.analysis.modes import (
     loops_calling,
 )
 from rnnlint.analysis.names import dotted_name
-from rnnlint.analysis.state_flow import expanded_calls
+from rnnlint.analysis.state_flow import expanded_calls, local_function
 
 from rnnlint.analysis.facts import CallFact, ModuleFacts, Scope
 from rnnlint.analysis.names import resolve
@@ -227,6 +227,7 @@ _NOT_A_HEAD_CLASS = re.compile(r"encoder|embed|block|layer|cell|attention|highwa
 _KERAS_DROPOUT = frozenset({"keras.layers.Dropout", "keras.layers.GaussianDropout", "keras.layers.AlphaDropout"})
 _KERAS_DENSE = frozenset({"keras.layers.Dense"})
 _KERAS_TRAILING = frozenset({"keras.layers.Activation", "keras.layers.Softmax"})
+_KERAS_MODEL = frozenset({"keras.Model", "keras.models.Model"})
 
 
 def _bound_modules(cls, calls, wanted) -> Dict[str, CallFact]:  # type: ignore[no-untyped-def]
@@ -324,6 +325,98 @@ class DropoutOnLogits(Rule):
 
     # keras: Sequential([..., Dense(n), Dropout(p)])
     def _keras(self, ctx: Context) -> None:
+        self._keras_functional(ctx)
+        self._keras_sequential(ctx)
+
+    # keras functional API: outputs = Dropout(p)(Dense(n)(x)); Model(inputs, outputs)
+    def _keras_functional(self, ctx: Context) -> None:
+        facts = ctx.facts
+        calls_by_node = {id(c.node): c for c in facts.calls}
+        compiled = {c.receiver_dotted for c in facts.calls if c.method in ("compile", "fit")}
+        for call in facts.calls:
+            if call.qualname not in _KERAS_MODEL or call.has_star_args:
+                continue
+            model = self._compiled_model_name(facts, call, compiled)
+            if model is None:
+                continue
+            given = call.kwarg("outputs") or call.kwarg("output") or call.positional(1)
+            if given is None:
+                continue
+            given, limit = self._keras_value(facts, given, call.scope, call.order)
+            outputs = [e.value for e in given.elements] if isinstance(given, (cst.List, cst.Tuple)) else [given]
+            for output in outputs:
+                self._keras_output(ctx, model, output, call.scope, limit, calls_by_node)
+
+    @staticmethod
+    def _compiled_model_name(facts: ModuleFacts, call: CallFact, compiled) -> Optional[str]:  # type: ignore[no-untyped-def]
+        """The name the model is compiled or fit under: the name it is assigned to, or, for a
+        builder function that returns it, the name a call of that builder is assigned to."""
+        if call.assigned_to is not None:
+            if call.assigned_to in compiled:
+                return call.assigned_to
+            name = call.assigned_to
+        else:
+            name = None
+        scope = call.scope
+        if scope.kind != "function":
+            return None
+        returned = any(
+            r is call.node or (name is not None and isinstance(r, cst.Name) and r.value == name) for r in scope.returns
+        )
+        if not returned:
+            return None
+        for site in facts.calls:
+            if site.assigned_to in compiled and local_function(facts, site) is scope:
+                return site.assigned_to
+        return None
+
+    @staticmethod
+    def _keras_value(facts: ModuleFacts, node, scope: Scope, limit: int):  # type: ignore[no-untyped-def]
+        """Follow a local name back to the expression last assigned to it before `limit`."""
+        for _ in range(8):
+            if not isinstance(node, cst.Name):
+                break
+            assigns = [a for a in facts.assigns if a.scope is scope and a.target == node.value and a.order < limit]
+            if not assigns or assigns[-1].unpack_index is not None or assigns[-1].aug_op is not None:
+                break
+            node, limit = assigns[-1].value, assigns[-1].order
+        return node, limit
+
+    def _keras_layer(self, facts: ModuleFacts, node, scope: Scope, limit: int, calls_by_node):  # type: ignore[no-untyped-def]
+        """For a layer application `Layer(...)(x)` (or `layer(x)` with `layer = Layer(...)`):
+        the layer's constructor call and the applied input; (None, None) otherwise."""
+        if not isinstance(node, cst.Call) or len(node.args) != 1 or node.args[0].keyword is not None:
+            return None, None
+        func, _ = self._keras_value(facts, node.func, scope, limit)
+        layer = calls_by_node.get(id(func)) if isinstance(func, cst.Call) else None
+        if layer is None or not (layer.qualname or "").startswith("keras.layers."):
+            return None, None
+        return layer, node.args[0].value
+
+    def _keras_output(self, ctx: Context, model: str, output, scope: Scope, limit: int, calls_by_node) -> None:  # type: ignore[no-untyped-def]
+        facts = ctx.facts
+        node, limit = self._keras_value(facts, output, scope, limit)
+        layer, inner = self._keras_layer(facts, node, scope, limit, calls_by_node)
+        while layer is not None and layer.qualname in _KERAS_TRAILING:
+            node, limit = self._keras_value(facts, inner, scope, limit)
+            layer, inner = self._keras_layer(facts, node, scope, limit, calls_by_node)
+        if layer is None or layer.qualname not in _KERAS_DROPOUT:
+            return
+        applied = calls_by_node.get(id(node))
+        before, _ = self._keras_layer(facts, self._keras_value(facts, inner, scope, limit)[0], scope, limit, calls_by_node)
+        if applied is None or before is None or before.qualname in _KERAS_DROPOUT:
+            return  # dropout on the model's input, or on something that is not a layer's output
+        after = "the last Dense layer" if before.qualname in _KERAS_DENSE else "the last layer"
+        rate = ctx.evaluator.value(layer.arg(0, "rate"), layer.scope)
+        share = f"{rate:.0%} of " if isinstance(rate, float) and known(rate) else ""
+        ctx.report(
+            applied.node,
+            f"Dropout is the output layer of {model}: it zeroes {share}the outputs of {after} at random "
+            "during training; put it before the final Dense layer",
+            applied.stmt,
+        )
+
+    def _keras_sequential(self, ctx: Context) -> None:
         facts = ctx.facts
         calls_by_node = {id(c.node): c for c in facts.calls}
         compiled = {c.receiver_dotted for c in facts.calls if c.method in ("compile", "fit")}
