@@ -299,14 +299,24 @@ def _if_path(body: cst.CSTNode, target: cst.CSTNode) -> Optional[List[Tuple[cst.
     return search(body, [])
 
 
+# `text in name` is true for a recurrent matrix's name (weight_hh_l0, rnn.weight_hh_l1_reverse)
+_HH_PART = re.compile(r"^(weight)?(_?hh)?(_l\d+)?(_reverse)?$")
+# parameter-name parts that never occur in a recurrent matrix's (dotted) name
+_NOT_HH = frozenset({"bias", "bias_ih", "bias_hh", "weight_ih", "ih", "_ih", "weight_ih_l0"})
+
+
 def _guard_reaches_hh(test: cst.BaseExpression) -> bool:
-    """`'weight_hh' in name`, `'hh' in n`, `'weight' in name`, `p.dim() > 1`, `len(p.shape) >= 2`."""
+    """`'weight_hh' in name`, `'hh' in n`, `'weight' in name`, `p.dim() > 1`, `len(p.shape) >= 2`,
+    and `and`/`or` of those."""
+    if isinstance(test, cst.BooleanOperation):
+        left, right = _guard_reaches_hh(test.left), _guard_reaches_hh(test.right)
+        return (left and right) if isinstance(test.operator, cst.And) else (left or right)
     if not isinstance(test, cst.Comparison) or len(test.comparisons) != 1:
         return False
     target = test.comparisons[0]
     if isinstance(target.operator, cst.In) and isinstance(test.left, cst.SimpleString):
         text = test.left.evaluated_value or ""
-        return "hh" in text or text == "weight"
+        return isinstance(text, str) and bool(_HH_PART.match(text)) and ("weight" in text or "hh" in text)
     if isinstance(target.operator, (cst.GreaterThan, cst.GreaterThanEqual)):
         bound = target.comparator
         if isinstance(bound, cst.Integer):
@@ -314,6 +324,26 @@ def _guard_reaches_hh(test: cst.BaseExpression) -> bool:
             left = code_free(test.left)
             return limit == 2 and ("dim()" in left or "ndim" in left or "len(" in left and "shape" in left)
     return False
+
+
+def _guard_skips_hh(test: cst.BaseExpression) -> bool:
+    """A test that is false for the recurrent matrices, so that its `else`/`elif` still reaches
+    them: `'bias' in name`, `'weight_ih' in name`."""
+    if isinstance(test, cst.BooleanOperation):
+        left, right = _guard_skips_hh(test.left), _guard_skips_hh(test.right)
+        return (left or right) if isinstance(test.operator, cst.And) else (left and right)
+    if not isinstance(test, cst.Comparison) or len(test.comparisons) != 1:
+        return False
+    if isinstance(test.comparisons[0].operator, cst.In) and isinstance(test.left, cst.SimpleString):
+        text = test.left.evaluated_value or ""
+        return text in _NOT_HH
+    return False
+
+
+def _path_reaches_hh(path: List[Tuple[cst.If, bool]]) -> bool:
+    """Every `if` around the call lets the recurrent matrices through: the branches taken test
+    for them, the branches passed over (`if 'bias' in name: ... else:`) test for something else."""
+    return all(_guard_reaches_hh(test.test) if in_body else _guard_skips_hh(test.test) for test, in_body in path)
 
 
 def code_free(node: cst.CSTNode) -> str:
@@ -338,37 +368,124 @@ def _param_loop_target(ctx: Context, call: CallFact, node: cst.BaseExpression) -
     layers = _layers_of(ctx, source.func.value, call.scope)
     if not layers:
         return None
-    path = _if_path(loop.node.body, call.stmt)
-    if path is None:
-        return None
-    if path:
-        test, in_body = path[-1]
-        if not in_body or not _guard_reaches_hh(test.test):
+    owner = dotted_name(source.func.value)
+    function = loop.scope
+    if function.kind == "function" and owner in function.params:
+        # a model handed to an init function: the loop must run on it (not `if isinstance(m, nn.Linear):`)
+        around = _if_path(function.node.body, loop.node) if isinstance(function.node, cst.FunctionDef) else None
+        if around != []:
             return None
+    path = _if_path(loop.node.body, call.stmt)
+    if path is None or not _path_reaches_hh(path):
+        return None
     return f"the parameters of {code(ctx.facts, source.func.value)}", layers
 
 
-def _layers_of(ctx: Context, node: cst.BaseExpression, scope: Scope) -> List[RecurrentLayer]:
+def _layers_of(ctx: Context, node: cst.BaseExpression, scope: Scope, depth: int = 0) -> List[RecurrentLayer]:
+    """The recurrent layers inside the module object `node`: a layer itself (`self.rnn`), a model
+    whose class builds them or holds submodules that do (`self`, `model = Seq2Seq(encoder, decoder)`),
+    or a function parameter that every call site in the file gives such a model
+    (`init_weights(model)`, `model.apply(init_weights)`)."""
     torch_layers = [l for l in ctx.layers if l.framework == "torch" and not l.cell]
     dotted = dotted_name(node)
-    if dotted is None:
+    if dotted is None or depth > 4:
         return []
     layer = layer_bound_to(torch_layers, dotted, scope)
     if layer is not None:
         return [layer]
-    cls: Optional[Scope] = None
-    if dotted == "self":
-        cls = scope.enclosing_class
-    elif "." not in dotted:
-        assign = last_plain_assignment(ctx.facts, dotted, scope, 10**9) if scope.kind == "function" else None
-        values = [assign.value] if assign is not None else scope.assigns.get(dotted, [])
-        if len(values) == 1:
-            built = strip_chain(values[0])
-            if isinstance(built, cst.Call):
-                cls = ctx.facts.classes.get(dotted_name(built.func) or "")
+    if "." not in dotted and dotted != "self" and scope.kind == "function" and dotted in scope.params \
+            and not scope.assigns.get(dotted):
+        return _param_layers(ctx, scope, dotted, depth + 1)
+    cls = _module_class(ctx, node, scope, depth)
     if cls is None:
         return []
-    return [l for l in torch_layers if l.owner is cls]
+    return _class_layers(ctx, cls, torch_layers, depth + 1, set())
+
+
+def _module_class(ctx: Context, node: cst.BaseExpression, scope: Scope, depth: int) -> Optional[Scope]:
+    """The class (defined in this file) of the module object `node`: `self`, `self.encoder`, a
+    name built by `Encoder(...)`, or an `__init__` parameter every construction site fills with one."""
+    dotted = dotted_name(node)
+    if dotted is None or depth > 4:
+        return None
+    if dotted == "self":
+        return scope.enclosing_class
+    if dotted.startswith("self.") and dotted.count(".") == 1:
+        cls = scope.enclosing_class
+        values = ctx.evaluator.self_attr_values(cls, dotted[5:]) if cls is not None else []
+        if len(values) != 1:
+            return None
+        return _built_class(ctx, values[0][0], values[0][1], depth + 1)
+    if "." in dotted:
+        return None
+    if scope.kind == "function" and dotted in scope.params and not scope.assigns.get(dotted):
+        if not scope.is_method("__init__"):
+            return None
+        index = scope.param_order.index(dotted) - 1
+        classes = set()
+        for site in ctx.evaluator.construction_sites(scope.parent.name):  # type: ignore[union-attr]
+            given = site.kwarg(dotted) or (site.positional(index) if index >= 0 else None)
+            if site.has_star_args or given is None:
+                return None
+            classes.add(_built_class(ctx, given, site.scope, depth + 1))
+        return next(iter(classes)) if len(classes) == 1 else None
+    if scope.kind == "function":
+        assign = last_plain_assignment(ctx.facts, dotted, scope, 10**9)
+        values = [assign.value] if assign is not None else scope.assigns.get(dotted, [])
+    else:
+        values = scope.assigns.get(dotted, [])
+    if len(values) != 1:
+        return None
+    return _built_class(ctx, values[0], scope, depth + 1)
+
+
+def _built_class(ctx: Context, value: cst.BaseExpression, scope: Scope, depth: int) -> Optional[Scope]:
+    built = strip_chain(value)
+    if isinstance(built, cst.Call):
+        return ctx.facts.classes.get(dotted_name(built.func) or "")
+    if isinstance(built, cst.Name):
+        return _module_class(ctx, built, scope, depth)
+    return None
+
+
+def _class_layers(ctx: Context, cls: Scope, torch_layers: List[RecurrentLayer], depth: int,
+                  seen: Set[int]) -> List[RecurrentLayer]:
+    """The layers a model class builds, and those of the submodules it stores on self."""
+    if id(cls) in seen or depth > 6:
+        return []
+    seen.add(id(cls))
+    found = [l for l in torch_layers if l.owner is cls]
+    attrs = {name[5:] for method in cls.methods.values() for name in method.assigns
+             if name.startswith("self.") and name.count(".") == 1}
+    for attr in sorted(attrs):
+        values = ctx.evaluator.self_attr_values(cls, attr)
+        sub = _built_class(ctx, values[0][0], values[0][1], depth) if len(values) == 1 else None
+        if sub is not None and sub is not cls:
+            found += [l for l in _class_layers(ctx, sub, torch_layers, depth + 1, seen) if l not in found]
+    return found
+
+
+def _param_layers(ctx: Context, function: Scope, param: str, depth: int) -> List[RecurrentLayer]:
+    """The layers of the models the file passes as `param`: `init_weights(model)`,
+    `model.apply(init_weights)` (every submodule of model, so all of its layers), `self.apply(self._init)`."""
+    parent = function.parent
+    if parent is None or parent.kind not in ("module", "class"):
+        return []
+    index = function.param_order.index(param) - (1 if parent.kind == "class" else 0)
+    name = function.name if parent.kind == "module" else f"self.{function.name}"
+    found: List[RecurrentLayer] = []
+    for call in ctx.facts.calls:
+        if parent.kind == "class" and call.scope.enclosing_class is not parent:
+            continue
+        given: Optional[cst.BaseExpression] = None
+        if call.dotted == name and not call.has_star_args:
+            given = call.kwarg(param) or (call.positional(index) if index >= 0 else None)
+        elif call.method == "apply" and len(call.args) == 1 and call.receiver is not None and index == 0 \
+                and dotted_name(call.args[0].value) == name:
+            given = call.receiver
+        if given is not None:
+            found += [l for l in _layers_of(ctx, given, call.scope, depth + 1) if l not in found]
+    return found
 
 
 @rule(
@@ -404,18 +521,28 @@ class RecurrentInitUnstable(Rule):
             if found is None:
                 continue
             what, layers = found
-            sizes = {l.get("hidden_size") for l in layers}
-            if len(sizes) != 1:
-                continue
-            n = next(iter(sizes))
-            if not isinstance(n, int) or isinstance(n, bool) or n <= 0:
-                continue
-            estimate = reader.init_call(call, n, method)
-            if estimate is None or id(call.node) in seen:
+            sizes = sorted({l.get("hidden_size") for l in layers}, key=str)
+            if not sizes or any(not isinstance(n, int) or isinstance(n, bool) or n <= 0 for n in sizes):
+                continue  # a hidden size the file does not show: stay silent
+            estimates = [reader.init_call(call, n, method) for n in sizes]
+            if any(e is None for e in estimates) or id(call.node) in seen:
                 continue
             seen.add(id(call.node))
             block = "" if all(l.kind == "RNN" for l in layers) else " (per gate block)"
-            self._report(ctx, call.node, call.stmt, estimate, f"the {n} x {n} recurrent matrix{block} of {what}")
+            if len(sizes) == 1:
+                n = sizes[0]
+                self._report(ctx, call.node, call.stmt, estimates[0],  # type: ignore[arg-type]
+                             f"the {n} x {n} recurrent matrix{block} of {what}")
+                continue
+            # several layers (an encoder and a decoder): report the sizes out of the band
+            out = [(n, e) for n, e in zip(sizes, estimates) if not self.low <= e.radius <= self.high]  # type: ignore[union-attr]
+            if not out or len({e.radius > self.high for _, e in out}) != 1:
+                continue
+            matrices = " and ".join(f"{n} x {n}" for n, _ in out)
+            result = " and ".join([out[0][1].result] + [e.result.replace("spectral radius ", "") for _, e in out[1:]])
+            first = out[0][1]
+            self._report(ctx, call.node, call.stmt, _Estimate(first.radius, first.init, result),
+                         f"the {matrices} recurrent matrices{block} of {what}")
         reinitialised = _reinitialises(ctx)
         for assign in ctx.facts.assigns:
             if assign.aug_op is None and assign.unpack_index is None and not (
@@ -604,10 +731,15 @@ def _family(activation: str) -> str:
     return "sigmoid" if activation == "sigmoid" else "softmax"
 
 
+_BUFFERS = frozenset({"torch.zeros", "torch.empty", "torch.zeros_like", "torch.empty_like"})
+
+
 class _OutputReader:
     def __init__(self, ctx: Context) -> None:
         self.ctx = ctx
         self.calls = calls_by_node(ctx.facts)
+        self._stack: List[int] = []  # classes whose forward() is being read
+        self.origin: Dict[int, str] = {}  # activation node -> the class whose forward() applies it
 
     def activation(self, node: cst.BaseExpression, scope: Scope, depth: int = 0) -> Optional[Tuple[str, cst.CSTNode]]:
         """The normalising activation that produces this expression, if one visibly does."""
@@ -626,6 +758,7 @@ class _OutputReader:
                 module = self._self_module(scope, call.dotted[5:])
                 if module is not None:
                     return module, node
+                return self.submodule_output(node, scope, None)
             return None
         if isinstance(node, cst.Name):
             function = scope if scope.kind == "function" else None
@@ -635,14 +768,65 @@ class _OutputReader:
             if not assigns:
                 return None
             last = max(assigns, key=lambda a: a.order)
-            if last.aug_op or last.unpack_index is not None:
+            if last.aug_op:
                 return None
             from rnnlint.analysis.sequences import top_level_in_function
 
-            if not top_level_in_function(last.stmt, function):
+            if not top_level_in_function(last.stmt, function) and len(assigns) != 1:
+                return None  # assigned in a branch or loop among other values
+            if last.unpack_index is not None:
+                # step_logits, hidden = self.decoder(x, hidden): the submodule's forward output
+                if isinstance(last.value, cst.Call) and len(assigns) == 1:
+                    return self.submodule_output(last.value, function, last.unpack_index)
                 return None
+            filled = self.buffer(node.value, last.value, function, depth)
+            if filled is not None:
+                return filled
             return self.activation(last.value, function, depth + 1)
         return None
+
+    def submodule_output(self, node: cst.Call, scope: Scope, position: Optional[int]) -> Optional[Tuple[str, cst.CSTNode]]:
+        """`self.decoder(...)` where self.decoder is a model class of this file whose forward()
+        returns a normalised output (at tuple position `position`)."""
+        if len(self._stack) > 3:
+            return None
+        cls = _module_class(self.ctx, node.func, scope, 0)
+        if cls is None or id(cls) in self._stack or "forward" not in cls.methods:
+            return None
+        out = self.forward_output(cls)
+        if out is None or out[0] != position:
+            return None
+        return out[1], out[2]
+
+    def buffer(self, name: str, value: cst.BaseExpression, function: Scope, depth: int) -> Optional[Tuple[str, cst.CSTNode]]:
+        """`out = torch.zeros(...)` filled by `out[:, t] = step` in the function: the activation
+        every written value has (None unless all of them have the same one)."""
+        call = self.calls.get(id(value)) if isinstance(value, cst.Call) else None
+        if call is None or call.qualname not in _BUFFERS:
+            return None
+        writes: List[cst.BaseExpression] = []
+        for stmt in walk(function.node):
+            if isinstance(stmt, cst.AugAssign) and isinstance(stmt.target, cst.Subscript) \
+                    and dotted_name(stmt.target.value) == name:
+                return None
+            if not isinstance(stmt, cst.Assign):
+                continue
+            for target in stmt.targets:
+                if isinstance(target.target, (cst.Tuple, cst.List)) and any(
+                    isinstance(e.value, cst.Subscript) and dotted_name(e.value.value) == name
+                    for e in target.target.elements
+                ):
+                    return None  # `outputs[t], state = ...`: not read
+                if isinstance(target.target, cst.Subscript) and dotted_name(target.target.value) == name:
+                    if len(stmt.targets) != 1:
+                        return None
+                    writes.append(stmt.value)
+        if not writes:
+            return None
+        found = [self.activation(w, function, depth + 1) for w in writes]
+        if any(f is None for f in found) or len({_family(f[0]) for f in found}) != 1:  # type: ignore[index]
+            return None
+        return found[0]
 
     def _self_module(self, scope: Scope, attr: str) -> Optional[str]:
         cls = scope.enclosing_class
@@ -666,8 +850,15 @@ class _OutputReader:
     def forward_output(self, cls: Scope) -> Optional[Tuple[Optional[int], str, cst.CSTNode]]:
         """(tuple position or None, activation, node) when every return of forward() is normalised."""
         forward = cls.methods.get("forward")
-        if forward is None or not forward.returns:
+        if forward is None or not forward.returns or id(cls) in self._stack:
             return None
+        self._stack.append(id(cls))
+        try:
+            return self._forward_output(forward)
+        finally:
+            self._stack.pop()
+
+    def _forward_output(self, forward: Scope) -> Optional[Tuple[Optional[int], str, cst.CSTNode]]:
         results = []
         for ret in forward.returns:
             position: Optional[int] = None
@@ -679,6 +870,8 @@ class _OutputReader:
             found = self.activation(value, forward)
             if found is None:
                 return None
+            if forward.parent is not None:
+                self.origin.setdefault(id(found[1]), forward.parent.name)
             results.append((position, found[0], found[1]))
         if len({(p, _family(a)) for p, a, _ in results}) != 1:
             return None
@@ -735,7 +928,7 @@ class DoubleActivationLoss(Rule):
             if call.qualname in _FUNCTIONAL_LOSSES:
                 loss = _FUNCTIONAL_LOSSES[call.qualname]
             elif call.dotted in bindings and call.qualname is None:
-                loss = bindings[call.dotted]
+                loss = self._passed_loss(ctx, call.dotted, call.scope, bindings, 0)
             elif isinstance(call.node.func, cst.Call):
                 inner = reader.calls.get(id(call.node.func))
                 if inner is not None and inner.qualname in _LOSSES:
@@ -764,7 +957,9 @@ class DoubleActivationLoss(Rule):
             )
 
     def _source(self, ctx: Context, reader: _OutputReader, value: cst.BaseExpression, loss: CallFact,
-                outputs, single):  # type: ignore[no-untyped-def]
+                outputs, single, hops: int = 0):  # type: ignore[no-untyped-def]
+        """The activation that produces `value` at the call `loss` (the loss call, or the call of
+        the helper function whose parameter it is)."""
         position: Optional[int] = None
         for _ in range(6):
             while isinstance(value, cst.Subscript) or (
@@ -784,11 +979,13 @@ class DoubleActivationLoss(Rule):
                 out = outputs.get(cls.name)
                 if out is None or out[0] != position:
                     return None
-                return out[1], out[2], f"{cls.name}.forward"
+                return out[1], out[2], f"{reader.origin.get(id(out[2]), cls.name)}.forward"
             if isinstance(value, cst.Name):
                 assigns = [a for a in ctx.facts.assigns
                            if a.target == value.value and a.scope is loss.scope and a.order < loss.order]
                 if not assigns:
+                    if position is None and hops < 2:
+                        return self._through_parameter(ctx, reader, value.value, loss.scope, outputs, single, hops)
                     return None
                 last = max(assigns, key=lambda a: a.order)
                 if last.aug_op is not None:
@@ -800,6 +997,53 @@ class DoubleActivationLoss(Rule):
                 continue
             return None
         return None
+
+    def _passed_loss(self, ctx: Context, name: str, scope: Scope, bindings, hops: int):  # type: ignore[no-untyped-def]
+        """The loss module a name holds. A parameter of a module-level function
+        (`def sequence_loss(logits, trg, criterion)`) holds what every call of it passes."""
+        fallback = bindings.get(name)
+        if scope.kind != "function" or name not in scope.params or scope.assigns.get(name) \
+                or scope.parent is None or scope.parent.kind != "module":
+            return fallback
+        sites = ctx.evaluator.construction_sites(scope.name)
+        if not sites:
+            return fallback
+        if hops > 3:
+            return None
+        index = scope.param_order.index(name)
+        found = set()
+        for site in sites:
+            given = None if site.has_star_args else (site.kwarg(name) or site.positional(index))
+            if given is None:
+                return None
+            if isinstance(given, cst.Name):
+                found.add(self._passed_loss(ctx, given.value, site.scope, bindings, hops + 1))
+            else:
+                inner = calls_by_node(ctx.facts).get(id(given)) if isinstance(given, cst.Call) else None
+                found.add(_LOSSES.get(inner.qualname or "") if inner is not None else None)
+        return next(iter(found)) if len(found) == 1 else None
+
+    def _through_parameter(self, ctx: Context, reader: _OutputReader, name: str, function: Scope,
+                           outputs, single, hops: int):  # type: ignore[no-untyped-def]
+        """A parameter of a module-level helper (`def sequence_loss(logits, trg, criterion)`): what
+        every call of the helper in the file passes; silent unless all calls agree."""
+        if function.kind != "function" or function.parent is None or function.parent.kind != "module" \
+                or name not in function.params or function.assigns.get(name):
+            return None
+        index = function.param_order.index(name)
+        sites = ctx.evaluator.construction_sites(function.name)
+        results = []
+        for site in sites:
+            if site.has_star_args:
+                return None
+            given = site.kwarg(name) or site.positional(index)
+            found = self._source(ctx, reader, given, site, outputs, single, hops + 1) if given is not None else None
+            if found is None:
+                return None
+            results.append(found)
+        if not results or len({(_family(a), id(n)) for a, n, _ in results}) != 1:
+            return None
+        return results[0]
 
     def _keras(self, ctx: Context) -> None:
         facts = ctx.facts
