@@ -37,6 +37,8 @@ import keras
 from keras.layers import LSTM, Dense, Input
 '''
 KERAS_BASE = KERAS_HEAD.count("\n")
+# A recurrent keras model for snippets that only prepare data (appended after the snippet).
+MODEL_LINE = "model = keras.Sequential([Input(shape=(30, 3)), LSTM(16), Dense(1)])\n"
 
 
 def hits(source: str, code: str):
@@ -643,3 +645,242 @@ out = model(torch.from_numpy(frames).float())
 '''
     assert [f.code for f in lint(src.replace("{layer}", "LayerNorm"))] == []
     assert [f.code for f in lint(src.replace("{layer}", "Identity"))] == ["RNN301"]
+
+
+# -- RNN303: statistics written into columns of the whole frame before the split ---------------------
+
+
+def test_rnn303_column_standardisation_with_unpacked_statistics():
+    snippet = '''df = pd.read_csv("household_power.csv", parse_dates=["ts"])
+FEATURES = ["Global_active_power", "Voltage", "Global_intensity"]
+mean, std = df[FEATURES].mean(), df[FEATURES].std()
+df[FEATURES] = (df[FEATURES] - mean) / std
+split = int(len(df) * 0.8)
+train_df, test_df = df[:split], df[split:]
+'''
+    findings = [f for f in lint(KERAS_HEAD + snippet + MODEL_LINE) if f.code == "RNN303"]
+    assert [f.line - KERAS_BASE for f in findings] == [4]
+    assert "(df[FEATURES] - mean) / std" in findings[0].message
+    assert f"line {KERAS_BASE + 6}" in findings[0].message
+
+
+def test_rnn303_column_min_max_inline_and_in_a_loop():
+    snippet = '''from sklearn.model_selection import train_test_split
+df = pd.read_csv("sensors.csv")
+cols = ["temp", "pressure"]
+df[cols] = (df[cols] - df[cols].min()) / (df[cols].max() - df[cols].min())
+n_train = int(0.7 * len(df))
+train, test = df.iloc[:n_train], df.iloc[n_train:]
+raw = pd.read_csv("load.csv")
+for c in ["load", "temp"]:
+    raw[c] = (raw[c] - raw[c].mean()) / raw[c].std()
+X_train, X_test = train_test_split(raw.to_numpy(), shuffle=False)
+'''
+    assert keras_lines(snippet + MODEL_LINE, "RNN303") == [4, 9]
+
+
+def test_rnn303_column_scaling_near_misses_are_silent():
+    snippet = '''df = pd.read_csv("household_power.csv")
+FEATURES = ["Global_active_power", "Voltage"]
+split = int(len(df) * 0.8)
+train_df, test_df = df[:split].copy(), df[split:].copy()
+# statistics of the training slice only
+mean, std = train_df[FEATURES].mean(), train_df[FEATURES].std()
+train_df[FEATURES] = (train_df[FEATURES] - mean) / std
+test_df[FEATURES] = (test_df[FEATURES] - mean) / std
+# statistics of the head of the split, written into the whole frame, then split again
+lo, hi = df[:split][FEATURES].min(), df[:split][FEATURES].max()
+df[FEATURES] = (df[FEATURES] - lo) / (hi - lo)
+head, tail = df[:split], df[split:]
+# per-row normalisation and a ratio of two columns are not statistics of the rows
+other = pd.read_csv("other.csv")
+other[FEATURES] = other[FEATURES].div(other[FEATURES].max(axis=1), axis=0)
+other["rel"] = other["a"] / other[FEATURES].max(axis=1)
+other["ratio"] = other["a"] / other["b"]
+o_train, o_test = other[:split], other[split:]
+'''
+    assert keras_lines(snippet + MODEL_LINE, "RNN303") == []
+    assert keras_lines(snippet + MODEL_LINE, "RNN302") == []
+
+
+def test_rnn302_column_statistics_of_the_test_frame():
+    snippet = '''train_df, test_df = pd.read_csv("train.csv"), pd.read_csv("test.csv")
+cols = ["a", "b"]
+train_df[cols] = (train_df[cols] - train_df[cols].mean()) / train_df[cols].std()
+test_df[cols] = (test_df[cols] - test_df[cols].mean()) / test_df[cols].std()
+'''
+    assert keras_lines(snippet + MODEL_LINE, "RNN302") == [4]
+
+
+# -- RNN306: callbacks built in a helper, a module-level list, or appended to a list ---------------
+
+
+def test_rnn306_callbacks_from_a_helper_function_and_an_appended_list():
+    snippet = '''from keras.callbacks import EarlyStopping, ReduceLROnPlateau, TensorBoard
+x_train, y_train = np.load("a.npy"), np.load("b.npy")
+x_test, y_test = np.load("c.npy"), np.load("d.npy")
+
+
+def make_callbacks():
+    return [EarlyStopping(monitor="val_loss", patience=5), ReduceLROnPlateau(factor=0.5, patience=2)]
+
+
+def get_callbacks():
+    stopper = EarlyStopping(monitor="val_loss", patience=8, restore_best_weights=True)
+    return [TensorBoard("logs"), stopper]
+
+
+model = keras.Sequential([Input(shape=(30, 4)), LSTM(16), Dense(1)])
+model.compile(optimizer="adam", loss="mse")
+model.fit(x_train, y_train, validation_data=(x_test, y_test), callbacks=make_callbacks())
+cbs = get_callbacks()
+model.fit(x_train, y_train, validation_data=(x_test, y_test), callbacks=cbs)
+more = [TensorBoard("logs")]
+more.append(ReduceLROnPlateau(patience=2))
+model.fit(x_train, y_train, validation_data=(x_test, y_test), callbacks=more)
+'''
+    findings = [f for f in lint(KERAS_HEAD + snippet) if f.code == "RNN306"]
+    assert [f.line - KERAS_BASE for f in findings] == [17, 19, 22]
+    assert f"(line {KERAS_BASE + 7})" in findings[0].message
+    assert "EarlyStopping(monitor='val_loss')" in findings[1].message
+    assert "ReduceLROnPlateau(monitor='val_loss')" in findings[2].message
+
+
+def test_rnn306_module_level_callbacks_used_inside_a_function():
+    snippet = '''from keras.callbacks import EarlyStopping
+x_train, y_train = np.load("a.npy"), np.load("b.npy")
+x_test, y_test = np.load("c.npy"), np.load("d.npy")
+CALLBACKS = [EarlyStopping(patience=3)]
+
+
+def train(model):
+    model.fit(x_train, y_train, validation_data=(x_test, y_test), callbacks=CALLBACKS)
+
+
+model = keras.Sequential([Input(shape=(30, 4)), LSTM(16), Dense(1)])
+train(model)
+'''
+    assert keras_lines(snippet, "RNN306") == [8]
+
+
+def test_rnn306_callback_helpers_near_misses_are_silent():
+    snippet = '''from keras.callbacks import EarlyStopping, ModelCheckpoint, TensorBoard
+x_train, y_train = np.load("a.npy"), np.load("b.npy")
+x_test, y_test = np.load("c.npy"), np.load("d.npy")
+callbacks = [EarlyStopping(patience=3)]
+
+
+def logging_callbacks():
+    return [TensorBoard("logs"), ModelCheckpoint("last.keras")]
+
+
+def watch(monitor):
+    return [EarlyStopping(monitor=monitor)]
+
+
+def optional_callbacks(use_es):
+    if use_es:
+        return [EarlyStopping(patience=5)]
+    return [TensorBoard("logs")]
+
+
+def train(model, callbacks):
+    model.fit(x_train, y_train, validation_data=(x_test, y_test), callbacks=callbacks)
+
+
+model = keras.Sequential([Input(shape=(30, 4)), LSTM(16), Dense(1)])
+model.fit(x_train, y_train, validation_data=(x_test, y_test), callbacks=logging_callbacks())
+model.fit(x_train, y_train, validation_data=(x_test, y_test), callbacks=watch("loss"))
+model.fit(x_train, y_train, validation_data=(x_test, y_test), callbacks=optional_callbacks(False))
+cbs = [TensorBoard("logs")]
+if len(x_train) > 1000:
+    cbs.append(EarlyStopping(patience=5))
+model.fit(x_train, y_train, validation_data=(x_test, y_test), callbacks=cbs)
+x_val, y_val = np.load("e.npy"), np.load("f.npy")
+model.fit(x_train, y_train, validation_data=(x_val, y_val), callbacks=callbacks)
+'''
+    assert keras_lines(snippet, "RNN306") == []
+
+
+# -- RNN301: scaling of the target alone does not hide unscaled features -----------------------------
+
+RNN301_PIPELINE = '''
+import numpy as np
+import pandas as pd
+import keras
+from keras.layers import LSTM, Dense, Input
+from sklearn.preprocessing import MinMaxScaler, StandardScaler
+
+FEATURES = ["load", "temp", "humidity"]
+WINDOW = 24
+
+
+def main():
+    df = pd.read_csv("power.csv")
+    split = int(len(df) * 0.8)
+    scaler = StandardScaler().fit(df[FEATURES][:split])
+
+    def prepare(frame):
+        values = frame[FEATURES].to_numpy()
+        return {features}
+
+    X = np.stack([w for w in prepare(df)])
+{target}
+    model = keras.Sequential([Input(shape=(WINDOW, 3)), LSTM(32), Dense(1)])
+    model.compile(optimizer="adam", loss="mse")
+    model.fit(X, y, epochs=10)
+{after}
+
+main()
+'''
+_SCALED_TARGETS = {
+    "scaler": '''    y_scaler = MinMaxScaler()
+    y = y_scaler.fit_transform(df[["load"]].to_numpy())[WINDOW:]''',
+    "division": '''    y = df["load"].to_numpy()[WINDOW:] / 1000.0''',
+}
+
+
+def _pipeline(features: str, target: str, after: str = "") -> str:
+    return RNN301_PIPELINE.replace("{features}", features).replace(
+        "{target}", _SCALED_TARGETS[target]).replace("{after}", after)
+
+
+def test_rnn301_features_unscaled_while_only_the_target_is_scaled():
+    after = "    pred = y_scaler.inverse_transform(model.predict(X))\n"
+    findings = [f for f in lint(_pipeline("values", "scaler", after)) if f.code == "RNN301"]
+    assert [f.line for f in findings] == [26]
+    assert findings[0].message.startswith("X comes from pd.read_csv() (line 13)")
+    assert [(f.code, f.line) for f in lint(_pipeline("values", "division")) if f.code == "RNN301"] == [("RNN301", 25)]
+
+
+def test_rnn301_features_scaled_in_the_nested_helper_are_silent():
+    for target in _SCALED_TARGETS:
+        assert [f.code for f in lint(_pipeline("scaler.transform(values)", target)) if f.code == "RNN301"] == []
+
+
+def test_rnn301_target_scaler_near_misses_are_silent():
+    # The target scaler is handed to a helper (it may scale anything there).
+    handed = _pipeline("values", "scaler", "    save(y_scaler)\n")
+    # The "y" scaler also scales the features written back into the frame.
+    in_place = _pipeline("values", "scaler").replace(
+        "    X = np.stack", '    df[FEATURES] = y_scaler.fit_transform(df[FEATURES])\n    X = np.stack')
+    # The features are scaled in place by arithmetic on frame columns.
+    columns = _pipeline("values", "division").replace(
+        "    X = np.stack", "    df[FEATURES] = df[FEATURES] / df[FEATURES].max()\n    X = np.stack")
+    for source in (handed, in_place, columns):
+        assert [f.code for f in lint(source) if f.code == "RNN301"] == []
+    # A univariate series named y is the feature: its scaled copy is not target-named.
+    univariate = '''
+import numpy as np
+import pandas as pd
+import keras
+from keras.layers import LSTM, Dense, Input
+from sklearn.preprocessing import MinMaxScaler
+y = pd.read_csv("close.csv")["Close"].to_numpy().reshape(-1, 1)
+y_scaler = MinMaxScaler()
+series = y_scaler.fit_transform(y)
+X = np.stack([series[i:i + 30] for i in range(len(series) - 30)])
+model = keras.Sequential([Input(shape=(30, 1)), LSTM(16), Dense(1)])
+model.fit(X, series[30:], epochs=5)
+'''
+    assert [f.code for f in lint(univariate) if f.code == "RNN301"] == []

@@ -532,8 +532,12 @@ class DataFlow:
         larger formula (an R^2 score, a plot) is not a scaling."""
         stat_data: Dict[str, List[cst.BaseExpression]] = {}
         for assign in self.assigns:
-            if assign.unpack_index is None and assign.aug_op is None:
-                nodes = [n for stat in self._stat_calls(assign.value) for n in self._stat_source(stat)]
+            # `mu = x.mean(0)`, and one element of `mean, std = x.mean(), x.std()`.
+            element = assign.value if assign.unpack_index is None else (
+                _element(assign) if isinstance(assign.value, (cst.Tuple, cst.List)) else None
+            )
+            if element is not None and assign.aug_op is None:
+                nodes = [n for stat in self._stat_calls(element) for n in self._stat_source(stat)]
                 if nodes:
                     stat_data[assign.target] = nodes
         out: List[Fit] = []
@@ -563,6 +567,40 @@ class DataFlow:
             out.append(
                 Fit("manual", operation, assign.stmt, assign.value, srcs, assign.order,
                     assign.scope, label, [assign.target], stat_data=nodes)
+            )
+        out.extend(self._manual_column_fits(stat_data))
+        return out
+
+    def _manual_column_fits(self, stat_data: Dict[str, List[cst.BaseExpression]]) -> List[Fit]:
+        """`df[cols] = (df[cols] - mean) / std` and `df[cols] = (df[cols] - lo) / (hi - lo)`: a
+        scaling written into columns of a frame, which keeps its name (the frame is the target)."""
+        out: List[Fit] = []
+        for sub in self.facts.subscripts:
+            stmt = sub.stmt
+            if not isinstance(stmt, cst.SimpleStatementLine) or len(stmt.body) != 1:
+                continue
+            small = stmt.body[0]
+            if not (isinstance(small, cst.Assign) and len(small.targets) == 1 and small.targets[0].target is sub.node):
+                continue
+            division = _strip_wrappers(small.value)
+            if not (isinstance(division, cst.BinaryOperation) and isinstance(division.operator, cst.Divide)):
+                continue
+            nodes: List[cst.BaseExpression] = []
+            for stat in self._stat_calls(division):
+                nodes.extend(self._stat_source(stat))
+            for name in names_in(division.right):
+                if name in stat_data:
+                    nodes.extend(stat_data[name])
+            targets = self.sources(sub.node.value)
+            if not nodes or not targets:
+                continue
+            label = code_of(division)
+            if len(label) > 60:
+                label = label[:57] + "..."
+            srcs = _dedupe([s for n in nodes for s in self.sources(n)])
+            out.append(
+                Fit("manual", division, stmt, small.value, srcs, sub.order, sub.scope, label,
+                    targets, stat_data=nodes)
             )
         return out
 
@@ -1226,14 +1264,7 @@ def keras_watchers(flow: DataFlow, evaluator, call: CallFact) -> List[Tuple[Call
     given = call.kwarg("callbacks")
     if given is None:
         return []
-    elements: List[cst.BaseExpression] = []
-    if isinstance(given, (cst.List, cst.Tuple)):
-        elements = [e.value for e in given.elements]
-    else:
-        name = dotted_name(given)
-        values = call.scope.assigns.get(name or "") or flow.facts.module_scope.assigns.get(name or "") or []
-        if len(values) == 1 and isinstance(values[0], (cst.List, cst.Tuple)):
-            elements = [e.value for e in values[0].elements]
+    elements = _callback_elements(flow, given, call.scope, 0)
     out: List[Tuple[CallFact, str]] = []
     for element in elements:
         built = flow.calls_by_node.get(id(element)) if isinstance(element, cst.Call) else None
@@ -1251,6 +1282,43 @@ def keras_watchers(flow: DataFlow, evaluator, call: CallFact) -> List[Tuple[Call
             if best is None or evaluator.value(best, built.scope) is not True:
                 continue
         out.append((built, monitor))
+    return out
+
+
+def _callback_elements(flow: DataFlow, node: cst.BaseExpression, scope: Scope, depth: int) -> List[cst.BaseExpression]:
+    """The callback expressions a `callbacks=` argument holds: a list literal, a name bound once to
+    one (plus unconditional `name.append(cb)` in that scope), or a call of a local function with a
+    single `return` of such a list (`callbacks=make_callbacks()`)."""
+    if depth > 3:
+        return []
+    if isinstance(node, (cst.List, cst.Tuple)):
+        out: List[cst.BaseExpression] = []
+        for element in node.elements:
+            if isinstance(element, cst.StarredElement):
+                out.extend(_callback_elements(flow, element.value, scope, depth + 1))
+            else:
+                out.append(element.value)
+        return out
+    if isinstance(node, cst.Call):
+        function = flow._local_callable(node)
+        if function is None or function.kind != "function" or len(function.returns) != 1:
+            return []
+        return _callback_elements(flow, function.returns[0], function, depth + 1)
+    name = dotted_name(node)
+    if name is None:
+        return []
+    bound = scope.binding(name)
+    if bound is None or bound[1]:
+        return []  # unknown, or a parameter: the caller decides what it holds
+    owner = bound[0]
+    values = owner.assigns.get(name) or []
+    if len(values) != 1:
+        return []
+    out = _callback_elements(flow, values[0], owner, depth + 1)
+    if isinstance(values[0], (cst.List, cst.Tuple)):
+        for added in owner.calls:
+            if added.receiver_dotted == name and added.method == "append" and added.args and not added.guards:
+                out.append(added.args[0].value)
     return out
 
 

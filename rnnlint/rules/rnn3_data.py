@@ -15,6 +15,7 @@ from rnnlint.analysis.dataflow import (
     dataflow,
     keras_watchers,
     last_step_read,
+    name_tokens,
     names_in,
     padding,
     split_subscript_under,
@@ -159,16 +160,129 @@ def _scales(node: cst.CSTNode) -> bool:
     return False
 
 
+_TARGET_TOKENS = frozenset({"y", "label", "labels", "target", "targets"})
+# Methods of a scaler that do not scale the features: fitting alone, and mapping predictions back.
+_UNSCALING_METHODS = frozenset({"fit", "partial_fit", "inverse_transform"})
+
+
+def _is_target_name(name: str) -> bool:
+    """y, y_train, trainY, target_scaler, scaler_y, labels: words, not substrings (not 'yearly')."""
+    return bool(set(name_tokens(name)) & _TARGET_TOKENS)
+
+
+def _target_only_scalers(facts: ModuleFacts) -> Set[int]:
+    """id() of scaler constructor calls whose scaler never touches the features.
+
+    `y_scaler = MinMaxScaler()` counts when every mention of the name in the file is accounted
+    for: its assignment, `.fit()`/`.inverse_transform()` calls, and `.transform()`/`.fit_transform()`
+    calls whose data and result are all target-named (`y = y_scaler.fit_transform(y_raw)`). Any
+    other mention (passed to a helper, stored, closed over, an attribute read) keeps it as scaling."""
+    by_receiver = {id(c.receiver): c for c in facts.calls if c.receiver is not None}
+    candidates: Dict[str, List[CallFact]] = {}
+    inline: Set[int] = set()  # `y = MinMaxScaler().fit_transform(y_raw)`: no name to follow
+    for call in facts.calls:
+        head = (call.dotted or "").rsplit(".", 1)[-1]
+        if not _SCALERS.search(head):
+            continue
+        name = call.assigned_to
+        outer = by_receiver.get(id(call.node))
+        if name is None and outer is not None and outer.method in ("fit", "partial_fit"):
+            name = outer.assigned_to  # scaler = StandardScaler().fit(x)
+        elif name is None and outer is not None and outer.method in ("fit_transform", "transform"):
+            if _scales_target_only(facts, outer):
+                inline.add(id(call.node))
+            continue
+        if name and "." not in name:
+            candidates.setdefault(name, []).append(call)
+    if not candidates:
+        return inline
+    accounted: Dict[str, int] = {n: 0 for n in candidates}
+    for assign in facts.assigns:
+        if assign.target in accounted:
+            accounted[assign.target] += 1
+    spoiled: Set[str] = set()
+    for call in facts.calls:
+        name = call.receiver_dotted
+        if name not in accounted or call.method is None:
+            continue
+        accounted[name] += 1
+        if call.method in _UNSCALING_METHODS:
+            continue
+        if call.method not in ("transform", "fit_transform") or not _scales_target_only(facts, call):
+            spoiled.add(name)
+    mentions: Dict[str, int] = {n: 0 for n in candidates}
+    stack: List[cst.CSTNode] = [facts.module]
+    while stack:
+        current = stack.pop()
+        if isinstance(current, cst.Name) and current.value in mentions:
+            mentions[current.value] += 1
+        stack.extend(iter_children(current))
+    out: Set[int] = set(inline)
+    for name, calls in candidates.items():
+        if name not in spoiled and mentions[name] == accounted[name]:
+            out.update(id(c.node) for c in calls)
+    return out
+
+
+def _scales_target_only(facts: ModuleFacts, call: CallFact) -> bool:
+    """A transform()/fit_transform() whose result goes to a target-named name and whose data is
+    target-named or a loaded table (`y = y_scaler.fit_transform(df[["load"]].values)`)."""
+    if not call.args:
+        return False
+    data = {n.split(".", 1)[0] for a in call.args for n in _data_names(a.value)}
+    result = _statement_target(call)
+    untargeted = {n for n in data if not _is_target_name(n)}
+    return bool(data) and result is not None and _is_target_name(result) and not (
+        untargeted - _frames(facts, untargeted)
+    )
+
+
+def _statement_target(call: CallFact) -> Optional[str]:
+    """The one plain name the statement holding `call` assigns (`y = sc.fit_transform(v).ravel()`)."""
+    stmt = call.stmt
+    if not isinstance(stmt, cst.SimpleStatementLine) or len(stmt.body) != 1:
+        return None
+    small = stmt.body[0]
+    if not isinstance(small, cst.Assign) or len(small.targets) != 1:
+        return None
+    target = small.targets[0].target
+    return target.value if isinstance(target, cst.Name) else None
+
+
+def _frames(facts: ModuleFacts, names: Set[str]) -> Set[str]:
+    """Names among `names` that hold a whole loaded table (df = pd.read_csv(...)), from which a
+    target-named result may take its target column: `y = y_scaler.fit_transform(df[["load"]])`."""
+    loaded = {a.target for a in facts.assigns if a.unpack_index is None and _loads_file(a.value, facts)}
+    return names & loaded
+
+
+def _loads_file(node: cst.CSTNode, facts: ModuleFacts) -> bool:
+    calls = {id(c.node): c for c in facts.calls if c.qualname in NUMERIC_SOURCES}
+    current = node
+    for _ in range(6):
+        if isinstance(current, cst.Call):
+            if id(current) in calls:
+                return True
+            if isinstance(current.func, cst.Attribute):
+                current = current.func.value
+                continue
+        return False
+    return False
+
+
 def _scaling_anywhere(facts: ModuleFacts) -> bool:
     _STAT_NAMES.clear()
     _STAT_NAMES.update(stat_names(facts))
+    target_only = _target_only_scalers(facts)
     for call in facts.calls:
         head = (call.dotted or "").rsplit(".", 1)[-1]
-        if _SCALERS.search(head):
+        if _SCALERS.search(head) and id(call.node) not in target_only:
             return True
         if call.qualname in _EMBEDDINGS or head == "Embedding":
             return True
     for assign in facts.assigns:
+        if _is_target_name(assign.target) and "." not in assign.target:
+            continue  # y = y / y.max() scales the target, not the features
         value = assign.value
         if isinstance(value, cst.BinaryOperation) and isinstance(value.operator, cst.Divide):
             right = value.right
@@ -178,6 +292,27 @@ def _scaling_anywhere(facts: ModuleFacts) -> bool:
                 return True
         if assign.aug_op in ("DivideAssign", "SubtractAssign"):
             return True
+    return _scales_into_subscript(facts)
+
+
+def _scales_into_subscript(facts: ModuleFacts) -> bool:
+    """Scaling written into part of an array or frame, which the name-based tracking does not
+    see: `df[cols] = df[cols] / df[cols].max()`, `df.loc[:, c] = scaler.fit_transform(...)`,
+    `data[:, 0] /= 1000`. A part of a target-named array (`y[:, 0] = ...`) does not count."""
+    for sub in facts.subscripts:
+        stmt = sub.stmt
+        if not isinstance(stmt, cst.SimpleStatementLine):
+            continue
+        base = sub.dotted or ""
+        if base and _is_target_name(base.split(".", 1)[0]):
+            continue
+        for small in stmt.body:
+            if isinstance(small, cst.Assign) and any(t.target is sub.node for t in small.targets):
+                if _scales(small.value):
+                    return True
+            elif isinstance(small, cst.AugAssign) and small.target is sub.node:
+                if isinstance(small.operator, (cst.DivideAssign, cst.SubtractAssign)) or _scales(small.value):
+                    return True
     return False
 
 
@@ -279,6 +414,8 @@ class UnscaledInputs(Rule):
                 if call.assigned_to and call.assigned_to in later_scaled:
                     continue
             elif call.method == "fit" and call.qualname is None and ctx.keras_model_is_recurrent(call.receiver_dotted):
+                if dataflow(ctx.facts).scaler_receiver(call) is not None:
+                    continue  # StandardScaler().fit(x): the scaler, not the model
                 argument = call.arg(0, "x")
             if argument is None or _scales(argument):
                 continue
