@@ -457,6 +457,164 @@ def test_rnn203_per_epoch_periodic_and_full_batch_are_silent():
     ''')
 
 
+STEP_HELPER = '''
+scheduler = ReduceLROnPlateau(optimizer, factor=0.5, patience=5)
+
+
+def train_step(model, xb, yb):
+    optimizer.zero_grad()
+    loss = criterion(model(xb), yb)
+    loss.backward()
+    torch.nn.utils.clip_grad_norm_(model.parameters(), 1.0)
+    optimizer.step()
+    {step}
+    return loss.item()
+
+
+for epoch in range(10):
+    {collect}
+    {after}
+'''
+
+
+@pytest.mark.parametrize(
+    "collect",
+    [
+        "losses = [train_step(model, xb, yb) for xb, yb in train_loader]",
+        "total = sum(train_step(model, xb, yb) for i, (xb, yb) in enumerate(train_loader))",
+        "losses = [train_step(model, xb, yb) for xb, yb in zip(x_chunks, y_chunks)]",
+    ],
+)
+def test_rnn203_step_helper_called_from_a_comprehension(collect):
+    expect("RNN203", STEP_HELPER.format(step="scheduler.step(loss.item())  # <-", collect=collect, after="pass"))
+
+
+def test_rnn203_comprehension_then_one_step_per_epoch_is_silent():
+    expect("RNN203", STEP_HELPER.format(
+        step="pass",
+        collect="losses = [train_step(model, xb, yb) for xb, yb in train_loader]",
+        after="scheduler.step(sum(losses) / len(losses))",
+    ))
+
+
+@pytest.mark.parametrize(
+    "collect",
+    [
+        # a filtered comprehension runs on some batches only
+        "losses = [train_step(model, xb, yb) for i, (xb, yb) in enumerate(train_loader) if i % 50 == 0]",
+        # one full-batch step per epoch
+        "loss = train_step(model, x, y)",
+        # a comprehension over epochs, not batches
+        "losses = [train_step(model, x, y) for epoch_i in range(3)]",
+    ],
+)
+def test_rnn203_step_helper_not_per_batch_is_silent(collect):
+    expect("RNN203", STEP_HELPER.format(step="scheduler.step(loss.item())", collect=collect, after="pass"))
+
+
+def test_rnn203_scheduler_passed_under_another_parameter_name():
+    expect("RNN203", '''
+    scheduler = ReduceLROnPlateau(optimizer, factor=0.5, patience=5)
+
+
+    def train_epoch(model, loader, opt, lr_sched, val_loss):
+        for batch in loader:
+            xb, yb = batch
+            opt.zero_grad()
+            loss = criterion(model(xb), yb)
+            loss.backward()
+            torch.nn.utils.clip_grad_norm_(model.parameters(), 1.0)
+            opt.step()
+            lr_sched.step(val_loss)  # <-
+
+
+    val_loss = 1.0
+    for epoch in range(10):
+        train_epoch(model, train_loader, optimizer, scheduler, val_loss)
+    ''')
+
+
+def test_rnn203_parameter_also_given_another_scheduler_is_silent():
+    expect("RNN203", '''
+    scheduler = ReduceLROnPlateau(optimizer, factor=0.5, patience=5)
+    warmup = torch.optim.lr_scheduler.LambdaLR(optimizer, lambda s: min(1.0, s / 100))
+
+
+    def train_epoch(model, loader, opt, lr_sched, val_loss):
+        for batch in loader:
+            xb, yb = batch
+            opt.zero_grad()
+            loss = criterion(model(xb), yb)
+            loss.backward()
+            torch.nn.utils.clip_grad_norm_(model.parameters(), 1.0)
+            opt.step()
+            lr_sched.step(val_loss)
+
+
+    train_epoch(model, train_loader, optimizer, warmup, 0.0)
+    for epoch in range(10):
+        train_epoch(model, train_loader, optimizer, scheduler, 1.0)
+    ''')
+
+
+SCHEDULE_HELPER = '''
+scheduler = ReduceLROnPlateau(optimizer, factor=0.5, patience=5)
+
+
+def adjust_lr(metric):
+    scheduler.step(metric){mark}
+
+
+for epoch in range(10):
+    for step, (xb, yb) in enumerate(train_loader):
+        optimizer.zero_grad()
+        loss = criterion(model(xb), yb)
+        loss.backward()
+        torch.nn.utils.clip_grad_norm_(model.parameters(), 1.0)
+        optimizer.step()
+        {call}
+    {epoch_call}
+'''
+
+
+def test_rnn203_schedule_helper_called_per_batch():
+    expect("RNN203", SCHEDULE_HELPER.format(mark="  # <-", call="adjust_lr(loss.item())", epoch_call="pass"))
+
+
+@pytest.mark.parametrize(
+    "call,epoch_call",
+    [
+        ("pass", "adjust_lr(loss.item())"),
+        ("if step % 100 == 99:\n            adjust_lr(loss.item())", "pass"),
+        ("if step == len(train_loader) - 1:\n            adjust_lr(loss.item())", "pass"),
+    ],
+)
+def test_rnn203_schedule_helper_per_epoch_or_guarded_is_silent(call, epoch_call):
+    expect("RNN203", SCHEDULE_HELPER.format(mark="", call=call, epoch_call=epoch_call))
+
+
+def test_rnn203_helper_in_hyperparameter_sweep_is_silent():
+    expect("RNN203", '''
+    scheduler = ReduceLROnPlateau(optimizer, factor=0.5, patience=5)
+
+
+    def run(batch_size):
+        loader = DataLoader(TensorDataset(x, y), batch_size=batch_size)
+        for epoch in range(10):
+            for xb, yb in loader:
+                optimizer.zero_grad()
+                loss = criterion(model(xb), yb)
+                loss.backward()
+                torch.nn.utils.clip_grad_norm_(model.parameters(), 1.0)
+                optimizer.step()
+        scheduler.step(loss.item())
+
+
+    for batch_size in (16, 32, 64):
+        run(batch_size)
+    ''')
+
+
 def test_rnn203_per_batch_scheduler_that_is_not_a_plateau_is_silent():
     expect("RNN203", PLATEAU_LOOP.replace(
         "scheduler = ReduceLROnPlateau(optimizer, factor=0.5, patience=5, min_lr=1e-6)",

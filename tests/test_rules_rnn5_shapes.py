@@ -563,6 +563,77 @@ def test_rnn510_sequential_list_then_add():
     assert lines(source, "RNN510") == [5]
 
 
+CONFIG_BUILDER = '''
+from keras.models import Sequential
+from keras.layers import LSTM, Dense
+
+CONFIG = {"units": 64, "seq": False}
+OTHER = {"units": 64, "seq": True}
+
+
+def build(cfg):
+    return Sequential([LSTM(cfg["units"], return_sequences=cfg["seq"]), LSTM(32), Dense(1)])
+
+
+{calls}
+'''
+
+
+@pytest.mark.parametrize(
+    "calls",
+    [
+        "model = build(CONFIG)",
+        # every call passes the same config: the same dict literal, read at two sites
+        "model = build(CONFIG)\nfinal_model = build(CONFIG)",
+        "for fold in range(5):\n    model = build(cfg=CONFIG)\n\n\ndef refit():\n    return build(CONFIG)",
+        "config = CONFIG\nmodel = build(config)\nbest = build(CONFIG)",
+    ],
+    ids=["one-call", "two-calls", "loop-and-function", "alias"],
+)
+def test_rnn510_return_sequences_from_a_config_argument(calls):
+    assert lines(CONFIG_BUILDER.replace("{calls}", calls), "RNN510") == [10]
+
+
+def test_rnn510_config_argument_add_run_called_twice():
+    source = '''
+    from keras.models import Sequential
+    from keras.layers import GRU, Dense
+
+    HPARAMS = dict(units=32, stacked_seq=False)
+
+
+    def make_model(hp, n_features):
+        model = Sequential()
+        model.add(GRU(hp["units"], return_sequences=hp.get("stacked_seq", True), input_shape=(30, n_features)))
+        model.add(GRU(16))
+        model.add(Dense(1))
+        return model
+
+
+    model = make_model(HPARAMS, 4)
+    eval_model = make_model(HPARAMS, n_features=4)
+    '''
+    assert lines(source, "RNN510") == [10]
+
+
+@pytest.mark.parametrize(
+    "calls",
+    [
+        "model = build(OTHER)",
+        # different configs at different calls: the value is not one constant
+        "model = build(CONFIG)\nother = build(OTHER)",
+        # two literals that look alike are not tied to each other: stay silent
+        'model = build({"units": 64, "seq": False})\nother = build({"units": 64, "seq": True})',
+        # never called here: the config is not known
+        "",
+        "model = build(load_config())",
+    ],
+    ids=["true", "mixed", "literals", "uncalled", "loaded"],
+)
+def test_rnn510_config_argument_silent(calls):
+    assert lines(CONFIG_BUILDER.replace("{calls}", calls), "RNN510") == []
+
+
 # -- RNN511 batch-first-data-mismatch ------------------------------------------------------
 
 LOADER_TIME_MAJOR = '''
@@ -678,6 +749,185 @@ def test_rnn511_silent_without_evidence_of_layout():
     model = Net()
     '''
     assert lines(source, "RNN511") == []
+
+
+FULL_BATCH_WINDOWS = '''
+import numpy as np
+import torch
+import torch.nn as nn
+
+W = 30
+series = np.sin(np.linspace(0, 100, 2000))
+X = np.stack([series[i:i + W] for i in range(len(series) - W)])[..., None]
+y = np.array([series[i + W] for i in range(len(series) - W)])
+X_t = torch.tensor(X, dtype=torch.float32)
+y_t = torch.tensor(y, dtype=torch.float32)
+
+
+class Model(nn.Module):
+    def __init__(self):
+        super().__init__()
+        self.lstm = nn.LSTM(1, 64)
+        self.fc = nn.Linear(64, 1)
+
+    def forward(self, x):
+        out, _ = self.lstm(x)
+        return self.fc(out[-1])
+
+
+model = Model()
+optimizer = torch.optim.Adam(model.parameters(), lr=1e-3)
+for epoch in range(100):
+    optimizer.zero_grad()
+    pred = model(X_t)
+    loss = ((pred.squeeze() - y_t) ** 2).mean()
+    loss.backward()
+    optimizer.step()
+'''
+
+LAYER_THROUGH_INSTANCE = '''
+import numpy as np
+import torch
+import torch.nn as nn
+
+W = 30
+series = np.sin(np.linspace(0, 100, 2000))
+X = np.stack([series[i:i + W] for i in range(len(series) - W)])[..., None]
+X_t = torch.tensor(X, dtype=torch.float32)
+
+
+class Model(nn.Module):
+    def __init__(self):
+        super().__init__()
+        self.lstm = nn.LSTM(1, 64)
+        self.fc = nn.Linear(64, 1)
+
+
+model = Model()
+out, _ = model.lstm(X_t)
+pred = model.fc(out[-1])
+'''
+
+CREATE_DATASET = '''
+import numpy as np
+import pandas as pd
+import torch
+from torch import nn
+from sklearn.model_selection import train_test_split
+from sklearn.preprocessing import MinMaxScaler
+
+
+def create_dataset(data, look_back):
+    xs, ys = [], []
+    for i in range(len(data) - look_back):
+        xs.append(data[i:i + look_back])
+        ys.append(data[i + look_back])
+    return np.array(xs), np.array(ys)
+
+
+df = pd.read_csv("prices.csv")
+scaled = MinMaxScaler().fit_transform(df[["Close"]])
+X, y = create_dataset(scaled, 60)
+X_train, X_test, y_train, y_test = train_test_split(X, y, test_size=0.2, shuffle=False)
+X_train = torch.from_numpy(X_train).float()
+
+gru = nn.GRU(1, 32)
+
+
+def train():
+    for epoch in range(50):
+        out, h = gru(X_train)
+
+
+train()
+'''
+
+BROWNLEE_RESHAPE = '''
+import numpy
+import torch
+import torch.nn as nn
+
+look_back = 3
+
+
+def create_dataset(dataset, look_back=1):
+    dataX, dataY = [], []
+    for i in range(len(dataset) - look_back - 1):
+        a = dataset[i:(i + look_back), 0]
+        dataX.append(a)
+        dataY.append(dataset[i + look_back, 0])
+    return numpy.array(dataX), numpy.array(dataY)
+
+
+trainX, trainY = create_dataset(train, look_back)
+trainX = numpy.reshape(trainX, (trainX.shape[0], 1, trainX.shape[1]))
+
+
+class Net(nn.Module):
+    def __init__(self):
+        super().__init__()
+        self.rnn = nn.LSTM(look_back, 4)
+        self.out = nn.Linear(4, 1)
+
+    def forward(self, x):
+        y, _ = self.rnn(x)
+        return self.out(y[-1])
+
+
+net = Net()
+for epoch in range(100):
+    pred = net(torch.Tensor(trainX))
+'''
+
+
+@pytest.mark.parametrize(
+    "source,line",
+    [(FULL_BATCH_WINDOWS, 17), (LAYER_THROUGH_INSTANCE, 15), (CREATE_DATASET, 24), (BROWNLEE_RESHAPE, 25)],
+    ids=["full-batch-model-call", "layer-through-instance", "create-dataset-split", "reshape-3d"],
+)
+def test_rnn511_fires_on_window_arrays(source, line):
+    assert lines(source, "RNN511") == [line]
+
+
+def test_rnn511_window_array_message():
+    text = message(FULL_BATCH_WINDOWS, "RNN511")
+    assert "receives X_t (sliding windows stacked one per row by np.stack([series[i:i + W] for i" in text
+
+
+@pytest.mark.parametrize(
+    "old,new",
+    [
+        # transposed / permuted to (T, N, F) before the call
+        ("X_t = torch.tensor(X, dtype=torch.float32)", "X_t = torch.tensor(X, dtype=torch.float32).permute(1, 0, 2)"),
+        ("X_t = torch.tensor(X, dtype=torch.float32)", "X_t = torch.tensor(np.transpose(X, (1, 0, 2)), dtype=torch.float32)"),
+        ("pred = model(X_t)", "pred = model(X_t.transpose(0, 1))"),
+        ("out, _ = self.lstm(x)", "out, _ = self.lstm(x.permute(1, 0, 2))"),
+        # the windows' rank is not known: (N, W) or (N, W, F)
+        ("[..., None]\n", "\n"),
+        # a new first axis: the windows are no longer on axis 0
+        ("[..., None]\n", "[None]\n"),
+        ("[..., None]\n", ".reshape(W, -1, 1)\n"),
+        # not windows: a loaded array of unknown layout
+        ("X = np.stack([series[i:i + W] for i in range(len(series) - W)])[..., None]", "X = np.load('x.npy')"),
+        # rows picked by an index array
+        ("X_t = torch.tensor(X, dtype=torch.float32)", "X_t = torch.tensor(X[order], dtype=torch.float32)"),
+        ("nn.LSTM(1, 64)", "nn.LSTM(1, 64, batch_first=True)"),
+    ],
+)
+def test_rnn511_window_arrays_silent(old, new):
+    assert old in FULL_BATCH_WINDOWS
+    assert lines(FULL_BATCH_WINDOWS.replace(old, new), "RNN511") == []
+
+
+def test_rnn511_window_arrays_silent_through_instance_and_helpers():
+    permuted = LAYER_THROUGH_INSTANCE.replace("model.lstm(X_t)", "model.lstm(X_t.permute(1, 0, 2))")
+    rebound = LAYER_THROUGH_INSTANCE.replace("model = Model()", "model = Model()\nmodel = load_model()")
+    flat_windows = CREATE_DATASET.replace("fit_transform(df[[\"Close\"]])", "fit_transform(df[[\"Close\"]]).ravel()")
+    time_major = BROWNLEE_RESHAPE.replace("(trainX.shape[0], 1, trainX.shape[1])", "(1, trainX.shape[0], trainX.shape[1])")
+    extended = CREATE_DATASET.replace("        ys.append(data[i + look_back])", "        ys.append(data[i + look_back])\n    xs.extend(extra)")
+    for source in (permuted, rebound, flat_windows, time_major, extended):
+        assert source.count("\n") >= 10
+        assert lines(source, "RNN511") == [], source
 
 
 # -- RNN514 bidirectional-state-indexing ---------------------------------------------------

@@ -402,6 +402,17 @@ class _LazyDict:
         self.items = items
         self.scope = scope
 
+    def __eq__(self, other: object) -> bool:
+        # The same dict literal read twice (build(CONFIG) called at two sites) is the same value.
+        if not isinstance(other, _LazyDict):
+            return NotImplemented
+        return self.scope is other.scope and self.items.keys() == other.items.keys() and all(
+            self.items[k] is other.items[k] for k in self.items
+        )
+
+    def __hash__(self) -> int:
+        return hash((id(self.scope), tuple(id(v) for v in self.items.values())))
+
     def get(self, key: Any, evaluator: Evaluator) -> Any:
         node = self.items.get(key)
         if node is None:

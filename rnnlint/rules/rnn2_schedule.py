@@ -26,8 +26,9 @@ from rnnlint.analysis.epochs import (
     single_assigned_call,
     statement_guards,
 )
-from rnnlint.analysis.facts import CallFact, Loop, Scope
+from rnnlint.analysis.facts import CallFact, Loop, ModuleFacts, Scope
 from rnnlint.analysis.names import dotted_name
+from rnnlint.analysis.walker import walk
 from rnnlint.analysis.training import guarded_by_modulo
 from rnnlint.analysis.values import UNKNOWN, known
 from rnnlint.findings import Severity
@@ -190,7 +191,31 @@ def plateau_steps(ctx: Context, plateau: Plateau) -> List[CallFact]:
             out.append(call)
         elif not others and receiver == last and call.scope.kind == "function" and last in call.scope.params:
             out.append(call)
+        elif call.scope.kind == "function" and receiver in call.scope.params and _always_passed(
+            facts, call.scope, receiver, name
+        ):
+            out.append(call)
     return out
+
+
+def _always_passed(facts: ModuleFacts, function: Scope, param: str, name: str) -> bool:
+    """Whether every call to `function` in the file (at least one) passes `name` as `param`:
+    `train(model, loader, scheduler)` into `def train(model, loader, sched)`."""
+    found = callers(facts, function)
+    if not found:
+        return False
+    index = function.param_order.index(param)
+    if function.is_method():
+        index -= 1  # called as self.method(...)
+    for call in found:
+        if call.has_star_args:
+            return False
+        given = call.kwarg(param)
+        if given is None and index >= 0:
+            given = call.positional(index)
+        if given is None or dotted_name(given) != name:
+            return False
+    return True
 
 
 def _torch_plateaus(ctx: Context) -> List[Plateau]:
@@ -320,6 +345,8 @@ def _torch_stopper_patience(ctx: Context, call: CallFact) -> Any:
 
 
 def _runs_per_batch(ctx: Context, call: CallFact) -> bool:
+    """Whether the step runs once per batch: in a batch loop, or unguarded in a helper that a
+    batch loop (or a comprehension over batches) calls unguarded."""
     facts = ctx.facts
     loop = call.loop
     if loop is not None:
@@ -327,11 +354,72 @@ def _runs_per_batch(ctx: Context, call: CallFact) -> bool:
     function = call.scope
     if function.kind != "function" or guarded_by_modulo(call) or call.guards:
         return False
-    if not any(u.step.scope is function and u.loop is None for u in ctx.units):
-        return False  # only a per-batch training-step helper
+    # A training-step helper (it takes the optimizer step itself, outside any loop) runs once
+    # per batch wherever it is called in a loop nested in an epoch loop; another helper only
+    # when the calling loop is known to walk batches.
+    trains = any(u.step.scope is function and u.loop is None for u in ctx.units)
     for caller in callers(facts, function):
-        if caller.loop is not None and is_batch_loop(facts, caller.loop):
+        if guarded_by_modulo(caller):
+            continue
+        if _in_batch_comprehension(caller, trains):
             return True
+        outer = caller.loop
+        if outer is None or guards_inside(caller, outer) or _sweep_loop(outer):
+            continue
+        if is_batch_loop(facts, outer):
+            return True
+        if trains and loop_kind(outer) is None and _inside_epoch_loop(outer.parent):
+            return True
+    return False
+
+
+_COMPREHENSIONS = (cst.ListComp, cst.GeneratorExp, cst.SetComp, cst.DictComp)
+
+
+def _inside_epoch_loop(loop: Optional[Loop]) -> bool:
+    return loop is not None and any(loop_kind(outer) == "epoch" for outer in loop.ancestors())
+
+
+def _sweep_loop(loop: Loop) -> bool:
+    """`for batch_size in (16, 32):` names a hyperparameter sweep, not batches."""
+    return any(re.search(r"size|_sz$|^bs$", t, re.I) for t in loop.target_names)
+
+
+def _comp_target_names(node: cst.BaseExpression) -> Tuple[str, ...]:
+    if isinstance(node, cst.Name):
+        return (node.value,)
+    if isinstance(node, (cst.Tuple, cst.List)):
+        return tuple(n for e in node.elements for n in _comp_target_names(e.value))
+    return ()
+
+
+def _in_batch_comprehension(call: CallFact, trains: bool) -> bool:
+    """`[train_step(x, y) for x, y in train_loader]`: the call is the element of a comprehension
+    (without an `if` filter) over a batch iterable; for a training-step helper, a comprehension
+    over anything inside an epoch loop."""
+    stop = lambda n: isinstance(n, (cst.FunctionDef, cst.ClassDef, cst.Lambda, cst.IndentedBlock))  # noqa: E731
+    for node in walk(call.stmt, stop):
+        if not isinstance(node, _COMPREHENSIONS):
+            continue
+        elements = (node.key, node.value) if isinstance(node, cst.DictComp) else (node.elt,)
+        if not any(n is call.node for element in elements for n in walk(element, stop)):
+            continue
+        clauses = []
+        clause: Optional[cst.CompFor] = node.for_in
+        while clause is not None:
+            clauses.append(clause)
+            clause = clause.inner_for_in
+        if any(c.ifs for c in clauses):
+            return False  # runs for some batches only
+        kinds = [
+            loop_kind(Loop(node, call.loop, call.scope, call.order, _comp_target_names(c.target), c.iter))
+            for c in clauses
+        ]
+        if "epoch" in kinds or any(_sweep_loop(Loop(node, None, call.scope, 0, _comp_target_names(c.target))) for c in clauses):
+            return False
+        if "batch" in kinds:
+            return True
+        return trains and _inside_epoch_loop(call.loop)
     return False
 
 

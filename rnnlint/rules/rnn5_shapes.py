@@ -34,6 +34,7 @@ from rnnlint.analysis.shapes import (
     recurrent_result,
     single_int_index,
     subscript_rank,
+    target_paths,
     walk_expr,
 )
 from rnnlint.analysis.values import known
@@ -889,6 +890,360 @@ def _batch_major_reshape(node: cst.CSTNode) -> Optional[str]:
     return None
 
 
+# -- RNN511: arrays of sliding windows (one window per row) -------------------------------
+
+_STACK_FUNCTIONS = frozenset({"numpy.stack", "numpy.array", "numpy.asarray", "torch.stack", "torch.tensor",
+                              "torch.Tensor", "torch.FloatTensor", "torch.as_tensor"})
+# Conversions that keep an array's layout (numpy -> torch and back, dtype casts).
+_CONVERT_FUNCTIONS = frozenset({"numpy.array", "numpy.asarray", "numpy.float32", "torch.tensor", "torch.Tensor",
+                                "torch.FloatTensor", "torch.DoubleTensor", "torch.as_tensor", "torch.from_numpy",
+                                "torch.autograd.Variable"})
+_KEEP_ARRAY_METHODS = KEEP_METHODS | {"astype", "copy", "numpy", "values", "to_numpy"}
+_SPLIT = "sklearn.model_selection.train_test_split"
+
+
+@dataclass
+class _Rows:
+    """An array whose axis 0 holds one sliding window per row."""
+
+    origin: cst.CSTNode  # the stacking expression
+    rank: Optional[int]  # exact rank when known
+    min_rank: int  # rank it has at least
+
+
+class _WindowRows:
+    """Follows an array back to a stack of sliding windows (`np.stack([s[i:i + W] for i in ...])`,
+    a list filled with `xs.append(data[i:i + W])`), through conversions, axis-0 slices,
+    `[..., None]`, `expand_dims`/`unsqueeze` and 3-D reshapes that keep axis 0; anything else
+    (a transpose, a reshape that may move axis 0, an unknown call) gives None."""
+
+    def __init__(self, ctx: Context) -> None:
+        self.ctx = ctx
+        self.table = calls_by_node(ctx.facts)
+
+    def _qualname(self, node: cst.CSTNode) -> Optional[str]:
+        call = self.table.get(id(node))
+        return call.qualname if call is not None else None
+
+    def rows(self, node: Optional[cst.CSTNode], scope: Scope, stmt, depth: int = 0) -> Optional[_Rows]:  # type: ignore[no-untyped-def]
+        if node is None or depth > 12:
+            return None
+        if isinstance(node, cst.Name):
+            found = self._binding(node.value, scope, stmt)
+            if found is None:
+                return None
+            value, path, bound_scope, bound_stmt = found
+            if path:
+                value, bound_scope, bound_stmt = self._unpacked(value, path, bound_scope, bound_stmt)
+            return self.rows(value, bound_scope, bound_stmt, depth + 1)
+        if isinstance(node, cst.Attribute) and node.attr.value == "values":
+            return self.rows(node.value, scope, stmt, depth + 1)
+        if isinstance(node, cst.Subscript):
+            return self._subscript(node, scope, stmt, depth)
+        if not isinstance(node, cst.Call):
+            return None
+        func = node.func
+        qualname = self._qualname(node)
+        args = [a for a in node.args if a.keyword is None]
+        if any(a.star for a in node.args):
+            return None
+        if qualname in _STACK_FUNCTIONS and len(args) >= 1:
+            if qualname.endswith("stack") and (len(args) > 1 or any(
+                a.keyword is not None and a.keyword.value in ("axis", "dim") and int_value(a.value) != 0
+                for a in node.args
+            )):
+                return None
+            window_rank = self._window_list(args[0].value, scope, stmt)
+            if window_rank is not False:
+                rank = None if window_rank is None else window_rank + 1
+                return _Rows(node, rank, rank or 2)
+        if qualname in _CONVERT_FUNCTIONS and len(args) == 1:
+            return self.rows(args[0].value, scope, stmt, depth + 1)
+        function = self.ctx.facts.functions.get(dotted_name(func) or "")
+        if function is not None and len(function.returns) == 1:
+            returned = function.returns[0]  # X = make_windows(series, W)
+            return self.rows(returned, function, _return_statement(function, returned), depth + 1)
+        if qualname in ("numpy.expand_dims", "torch.unsqueeze") and len(node.args) == 2:
+            return self._expanded(self.rows(node.args[0].value, scope, stmt, depth + 1), node.args[1].value)
+        if qualname == "numpy.reshape" and len(node.args) == 2 and node.args[0].keyword is None:
+            inner = self.rows(node.args[0].value, scope, stmt, depth + 1)
+            return self._reshaped(inner, [node.args[1].value])
+        if not isinstance(func, cst.Attribute):
+            return None
+        method = func.attr.value
+        if method in _KEEP_ARRAY_METHODS:
+            return self.rows(func.value, scope, stmt, depth + 1)
+        if method == "unsqueeze" and len(node.args) == 1:
+            return self._expanded(self.rows(func.value, scope, stmt, depth + 1), node.args[0].value)
+        if method in ("reshape", "view") and node.args and all(a.keyword is None for a in node.args):
+            inner = self.rows(func.value, scope, stmt, depth + 1)
+            return self._reshaped(inner, [a.value for a in node.args])
+        return None
+
+    # -- steps -------------------------------------------------------------------------
+
+    @staticmethod
+    def _expanded(inner: Optional[_Rows], axis: cst.BaseExpression) -> Optional[_Rows]:
+        value = int_value(axis)
+        if inner is None or value is None or value == 0 or (value < 0 and value != -1):
+            return None  # a new axis 0 pushes the windows to axis 1
+        if value > 0 and inner.rank is not None and value > inner.rank:
+            return None
+        return _Rows(inner.origin, None if inner.rank is None else inner.rank + 1, inner.min_rank + 1)
+
+    @staticmethod
+    def _reshaped(inner: Optional[_Rows], sizes: List[cst.BaseExpression]) -> Optional[_Rows]:
+        if inner is None:
+            return None
+        if len(sizes) == 1 and isinstance(sizes[0], (cst.Tuple, cst.List)):
+            sizes = [e.value for e in sizes[0].elements if not isinstance(e, cst.StarredElement)]
+        if len(sizes) != 3:
+            return None
+        first = sizes[0]
+        if int_value(first) == -1:
+            if all(int_value(s) == 1 for s in sizes[1:]):
+                return None  # (-1, 1, 1): every value becomes a row
+        elif not _batch_like(first):
+            return None
+        return _Rows(inner.origin, 3, 3)
+
+    def _subscript(self, node: cst.Subscript, scope: Scope, stmt, depth: int) -> Optional[_Rows]:  # type: ignore[no-untyped-def]
+        elements = list(node.slice)
+        if not elements:
+            return None
+        first = elements[0].slice
+        added = 0
+        if isinstance(first, cst.Slice):
+            if first.step is not None:
+                return None
+        elif not (isinstance(first, cst.Index) and isinstance(first.value, cst.Ellipsis)):
+            return None  # x[idx] picks rows by index, x[None] adds axis 0
+        for element in elements[1:]:
+            index = element.slice
+            if isinstance(index, cst.Slice) and is_full_slice(element):
+                continue
+            if isinstance(index, cst.Index) and dotted_name(index.value) in ("None", "np.newaxis", "numpy.newaxis"):
+                added += 1
+                continue
+            if isinstance(index, cst.Index) and isinstance(index.value, cst.Ellipsis) and isinstance(first, cst.Slice):
+                continue
+            return None
+        inner = self.rows(node.value, scope, stmt, depth + 1)
+        if inner is None:
+            return None
+        if isinstance(first, cst.Index) and added and len(elements) > 2:
+            return None  # [..., None, :]: where the new axis goes depends on the rank
+        return _Rows(inner.origin, None if inner.rank is None else inner.rank + added, inner.min_rank + added)
+
+    # -- windows -----------------------------------------------------------------------
+
+    def _window_list(self, node: cst.BaseExpression, scope: Scope, stmt):  # type: ignore[no-untyped-def]
+        """A list of windows: False when it is not one, else the rank of a window (None if unknown)."""
+        if isinstance(node, (cst.ListComp, cst.GeneratorExp)):
+            loop_names = set()
+            clause: Optional[cst.CompFor] = node.for_in
+            while clause is not None:
+                loop_names.update(n for n, _ in target_paths(clause.target))
+                clause = clause.inner_for_in
+            return self._window(node.elt, loop_names, scope, stmt)
+        if not isinstance(node, cst.Name):
+            return False
+        name = node.value
+        binding = flow_index(self.ctx.facts, scope).binding_at(name, stmt)
+        if binding is None:
+            return False
+        value = binding.value
+        if binding.path:  # xs, ys = [], []
+            value, _, _ = self._unpacked(value, binding.path, scope, stmt) if isinstance(value, cst.Tuple) else (None, 0, 0)
+        if not isinstance(value, cst.List) or value.elements:
+            return False
+        appends = [
+            c for c in self.ctx.facts.calls
+            if c.scope is scope and c.dotted is not None and c.dotted.split(".", 1)[0] == name and c.dotted != name
+        ]
+        ranks = set()
+        for call in appends:
+            if call.dotted != name + ".append" or len(call.args) != 1 or call.loop is None:
+                return False
+            loop_names = {t for loop in call.loop.ancestors() for t in loop.target_names}
+            rank = self._window(call.args[0].value, loop_names, scope, call.stmt)
+            if rank is False:
+                return False
+            ranks.add(rank)
+        if not appends or len(ranks) != 1 or flow_index(self.ctx.facts, scope).count(name) != 1:
+            return False
+        return ranks.pop()
+
+    def _window(self, node: cst.BaseExpression, loop_names: Set[str], scope: Scope, stmt):  # type: ignore[no-untyped-def]
+        """`data[i:i + W]`, `data[i - W:i, 0]`, `data[i:i + W, :]`: a window whose bounds use the
+        loop variable; False when it is not one, else its rank (None when unknown)."""
+        if isinstance(node, cst.Name):  # a = dataset[i:i + look_back, 0]; xs.append(a)
+            binding = flow_index(self.ctx.facts, scope).binding_at(node.value, stmt)
+            if binding is None or binding.path or binding.value is None:
+                return False
+            node, stmt = binding.value, binding.stmt
+        while isinstance(node, cst.Attribute) and node.attr.value == "values":
+            node = node.value
+        if not isinstance(node, cst.Subscript) or not node.slice:
+            return False
+        first = node.slice[0].slice
+        if not isinstance(first, cst.Slice) or first.lower is None or first.upper is None or first.step is not None:
+            return False
+        bounds = {n.value for part in (first.lower, first.upper) for n in walk_expr(part) if isinstance(n, cst.Name)}
+        if not bounds & loop_names:
+            return False
+        dropped = 0
+        for element in node.slice[1:]:
+            index = element.slice
+            if isinstance(index, cst.Slice) and is_full_slice(element):
+                continue
+            if isinstance(index, cst.Index) and int_value(index.value) is not None:
+                dropped += 1
+                continue
+            if isinstance(index, cst.Slice):
+                continue  # a partial slice keeps the axis
+            return False
+        base_rank = self._base_rank(node.value, scope, stmt)
+        if base_rank is None or base_rank < len(node.slice):
+            return None
+        return base_rank - dropped
+
+    def _base_rank(self, node: cst.BaseExpression, scope: Scope, stmt) -> Optional[int]:  # type: ignore[no-untyped-def]
+        """The rank of the array windows are cut from, when the file shows it."""
+        for _ in range(4):
+            if not isinstance(node, cst.Name):
+                break
+            if scope.kind == "function" and node.value in scope.params:
+                return self._param_rank(scope, node.value)
+            found = self._binding(node.value, scope, stmt)
+            if found is None or found[1]:
+                return None
+            node, _, scope, stmt = found
+        if isinstance(node, cst.Call) and isinstance(node.func, cst.Attribute):
+            method = node.func.attr.value
+            if method in ("fit_transform", "transform") and node.args:
+                return 2  # sklearn scalers return (samples, features)
+            if method in ("reshape",) and len(node.args) == 2 and int_value(node.args[1].value) == 1:
+                return 2  # series.reshape(-1, 1)
+            if method == "to_numpy" and not node.args:
+                return self._frame_rank(node.func.value)
+        if isinstance(node, cst.Attribute) and node.attr.value == "values":
+            return self._frame_rank(node.value)
+        return None
+
+    def _param_rank(self, function: Scope, param: str) -> Optional[int]:
+        """The rank every call of a module-level function passes for `param` (the data a
+        create_dataset(data, look_back) helper cuts windows from)."""
+        if function.parent is not self.ctx.facts.module_scope or flow_index(self.ctx.facts, function).count(param):
+            return None
+        index = function.param_order.index(param)
+        ranks = set()
+        for call in self.ctx.facts.calls:
+            if call.dotted != function.name:
+                continue
+            given = call.kwarg(param)
+            if given is None:
+                given = call.positional(index)
+            if given is None or call.has_star_args or call.scope is function:
+                return None
+            ranks.add(self._base_rank(given, call.scope, call.stmt))
+        return ranks.pop() if len(ranks) == 1 else None
+
+    @staticmethod
+    def _frame_rank(node: cst.BaseExpression) -> Optional[int]:
+        """df["col"] -> 1, df[["a", "b"]] -> 2."""
+        if isinstance(node, cst.Subscript) and len(node.slice) == 1 and isinstance(node.slice[0].slice, cst.Index):
+            key = node.slice[0].slice.value
+            if isinstance(key, cst.SimpleString):
+                return 1
+            if isinstance(key, cst.List):
+                return 2
+        return None
+
+    # -- names -------------------------------------------------------------------------
+
+    def _binding(self, name: str, scope: Scope, stmt):  # type: ignore[no-untyped-def]
+        """(value, tuple path, scope, statement) of the assignment a use of `name` sees; a module
+        name read in a function that does not bind it counts when the module binds it once."""
+        flow = flow_index(self.ctx.facts, scope)
+        binding = flow.binding_at(name, stmt)
+        if binding is None and scope.kind == "function" and flow.count(name) == 0 and name not in scope.params:
+            module = self.ctx.facts.module_scope
+            module_flow = flow_index(self.ctx.facts, module)
+            if scope.parent is module and module_flow.count(name) == 1:
+                binding = module_flow.bindings[name][0]
+                scope = module
+            elif scope.parent is module and module_flow.count(name) > 1:
+                # rebound at module level: the binding every module-level call of the function sees
+                seen = {
+                    id(b): b for c in self.ctx.facts.calls
+                    if c.scope is module and c.dotted == scope.name
+                    for b in [module_flow.binding_at(name, c.stmt)]
+                }
+                if len(seen) == 1 and None not in [b for b in seen.values()]:
+                    binding = next(iter(seen.values()))
+                    scope = module
+        if binding is None or binding.value is None:
+            return None
+        return binding.value, binding.path, scope, binding.stmt
+
+    def _unpacked(self, value: cst.BaseExpression, path: Tuple[int, ...], scope: Scope, stmt):  # type: ignore[no-untyped-def]
+        """The expression behind one name of a tuple target, or (None, ...) when unknown."""
+        if len(path) != 1 or path[0] < 0:
+            return None, scope, stmt
+        index = path[0]
+        if isinstance(value, (cst.Tuple, cst.List)):
+            elements = value.elements
+            if index < len(elements) and not isinstance(elements[index], cst.StarredElement):
+                return elements[index].value, scope, stmt
+            return None, scope, stmt
+        if not isinstance(value, cst.Call):
+            return None, scope, stmt
+        call = self.table.get(id(value))
+        if call is None or call.has_star_args:
+            return None, scope, stmt
+        if call.qualname == _SPLIT:
+            arrays = [a.value for a in call.args if a.keyword is None]
+            # train_test_split(X, y) -> X_train, X_test, y_train, y_test
+            if index // 2 < len(arrays):
+                return arrays[index // 2], scope, stmt
+            return None, scope, stmt
+        function = self.ctx.facts.functions.get(call.dotted or "")
+        if function is None or len(function.returns) != 1:
+            return None, scope, stmt
+        returned = function.returns[0]
+        if not isinstance(returned, cst.Tuple) or index >= len(returned.elements):
+            return None, scope, stmt
+        element = returned.elements[index]
+        if isinstance(element, cst.StarredElement):
+            return None, scope, stmt
+        return element.value, function, _return_statement(function, returned)
+
+
+def _window_evidence(ctx: Context, node: Optional[cst.BaseExpression], scope: Scope, stmt) -> Optional[str]:  # type: ignore[no-untyped-def]
+    """Evidence that `node` is a 3-D array of sliding windows, one per row (axis 0)."""
+    if node is None:
+        return None
+    trace = ctx.facts.cache.get("rnn511.window_rows")
+    if trace is None:
+        trace = _WindowRows(ctx)
+        ctx.facts.cache["rnn511.window_rows"] = trace
+    rows = trace.rows(node, scope, stmt)  # type: ignore[attr-defined]
+    if rows is None or (rows.rank if rows.rank is not None else rows.min_rank) != 3:
+        return None
+    return f"{_code(ctx, node)} (sliding windows stacked one per row by {_code(ctx, rows.origin)})"
+
+
+def _return_statement(function: Scope, value: cst.BaseExpression) -> Optional[cst.CSTNode]:
+    """The statement line holding `return value` in the function's body."""
+    for node in walk_expr(function.node.body):  # type: ignore[attr-defined]
+        if isinstance(node, cst.SimpleStatementLine) and any(
+            isinstance(small, cst.Return) and small.value is value for small in node.body
+        ):
+            return node
+    return None
+
+
 class _InputTrace:
     """Follows a time-major layer's input back to what produced it."""
 
@@ -900,6 +1255,10 @@ class _InputTrace:
         steps), ("reshape", text) for a batch-major view/reshape, else None."""
         if node is None or depth > 8:
             return None
+        if depth == 0:
+            windows = _window_evidence(self.ctx, node, scope, stmt)
+            if windows is not None:
+                return ("rows", windows)
         if isinstance(node, cst.Name):
             if node.value in scope.params:
                 binding = flow_index(self.ctx.facts, scope).binding_at(node.value, stmt)
@@ -975,6 +1334,9 @@ def _loader_evidence(ctx: Context, iter_node: Optional[cst.BaseExpression], scop
 def _call_argument_evidence(ctx: Context, call: CallFact) -> Optional[str]:
     """Evidence that the first argument of a model call is laid out batch first."""
     arg = call.positional(0)
+    windows = _window_evidence(ctx, arg, call.scope, call.stmt)
+    if windows is not None:
+        return windows
     if not isinstance(arg, cst.Name):
         while isinstance(arg, cst.Call) and isinstance(arg.func, cst.Attribute) and arg.func.attr.value in KEEP_METHODS:
             arg = arg.func.value
@@ -1033,7 +1395,7 @@ class BatchFirstDataMismatch(Rule):
             calls = [
                 c for c in ctx.facts.calls
                 if c.dotted == layer.binding and bound_layer(ctx.facts, ctx.evaluator, layers, c) is layer
-            ]
+            ] + _calls_through_instances(ctx, layer)
             if not calls:
                 continue
             evidence = self._evidence(ctx, trace, layer, calls)
@@ -1056,6 +1418,9 @@ class BatchFirstDataMismatch(Rule):
             kind, text = origin
             if kind == "reshape":
                 found = found or f"x reshaped to {text}"
+                continue
+            if kind == "rows":
+                found = found or text
                 continue
             evidence = self._model_input_evidence(ctx, layer, call.scope, text)
             if evidence is None:
@@ -1083,6 +1448,22 @@ class BatchFirstDataMismatch(Rule):
                     return None  # some caller transposes its data: the layout is deliberate
                 evidence = evidence or _call_argument_evidence(ctx, call)
         return evidence
+
+
+def _calls_through_instances(ctx: Context, layer: RecurrentLayer) -> List[CallFact]:
+    """`model.lstm(x)` outside the class, where model = Net(...) and Net binds self.lstm once."""
+    cls = layer.owner
+    binding = layer.binding
+    if cls is None or binding is None or not binding.startswith("self.") or binding.count(".") != 1:
+        return []
+    if len(ctx.evaluator.self_attr_values(cls, binding[5:])) != 1:
+        return []
+    found = _model_names(ctx, cls)
+    names = {name for name, _ in found}
+    # a name also bound to something else may hold another model when the call runs
+    names = {n for n in names if sum(1 for a in ctx.facts.assigns if a.target == n) == sum(1 for m, _ in found if m == n)}
+    wanted = {f"{name}.{binding[5:]}" for name in names}
+    return [c for c in ctx.facts.calls if c.dotted in wanted and c.scope.enclosing_class is not cls]
 
 
 def _rearranged_argument(ctx: Context, call: CallFact) -> bool:
