@@ -430,6 +430,52 @@ def test_rnn508_silent_when_the_state_follows_the_input_or_no_gpu(h0, move):
 # ---------------------------------------------------------------- RNN513 random-initial-state
 
 
+GRU_MODEL = """\
+import torch
+import torch.nn as nn
+
+
+class Net(nn.Module):
+    def __init__(self):
+        super().__init__()
+        self.rnn = nn.GRU(4, 16, batch_first=True)
+        self.fc = nn.Linear(16, 1)
+
+    def forward(self, x):
+        h0 = torch.zeros(1, x.size(0), 16)
+        out, _ = self.rnn(x, h0)
+        return self.fc(out[:, -1])
+"""
+
+
+def _check_folder(folder):  # type: ignore[no-untyped-def]
+    from rnnlint.config import Config
+    from rnnlint.runner import run
+
+    return [(f.path.rsplit("/", 1)[-1], f.code, f.line) for f in run(sorted(str(p) for p in folder.glob("*.py")),
+                                                                      Config(root=folder), jobs=1).findings
+            if f.code == "RNN508"]
+
+
+def test_rnn508_sibling_file_that_uses_the_model_moves_it(tmp_path):
+    (tmp_path / "model.py").write_text(GRU_MODEL)
+    (tmp_path / "train.py").write_text("import torch\nfrom model import Net\nnet = Net().to(torch.device('cuda'))\n")
+    assert _check_folder(tmp_path) == [("model.py", "RNN508", 12)]
+    (tmp_path / "train.py").write_text("import torch\nimport model\nnet = model.Net()\nnet.cuda()\n")
+    assert _check_folder(tmp_path) == [("model.py", "RNN508", 12)]
+
+
+def test_rnn508_unrelated_scripts_in_the_folder_say_nothing(tmp_path):
+    # A GPU script beside the model file that neither imports it nor names its class.
+    (tmp_path / "model.py").write_text(GRU_MODEL)
+    (tmp_path / "other.py").write_text("import torch\nt = torch.ones(3).cuda()\n")
+    assert _check_folder(tmp_path) == []
+    # A self-contained CPU script: it builds its model itself and never moves it.
+    (tmp_path / "model.py").write_text(GRU_MODEL + "\n\nnet = Net()\nprint(net(torch.randn(2, 5, 4)))\n")
+    (tmp_path / "other.py").write_text("import torch\nfrom model import Net\nNet().cuda()\n")
+    assert _check_folder(tmp_path) == []
+
+
 @pytest.mark.parametrize(
     "h0",
     [

@@ -4,7 +4,7 @@ from __future__ import annotations
 
 import re
 from dataclasses import dataclass
-from typing import Iterator, List, Optional, Tuple
+from typing import Iterator, List, Optional, Sequence, Tuple
 
 import libcst as cst
 
@@ -662,20 +662,28 @@ _PROJECT_CUDA: dict = {}
 _PROJECT_PATTERN = re.compile(r"\.cuda\(|\.to\(\s*['\"]cuda|\.to\(\s*[\w.]*device|DataParallel")
 
 
-def _project_moves_to_cuda(path: str) -> bool:
-    """Whether another Python file in the same folder moves tensors or models to a GPU."""
+def _project_moves_to_cuda(path: str, classes: Sequence[str]) -> bool:
+    """Whether another Python file in the same folder uses this file's model (imports the module
+    or names one of `classes`) and moves tensors or models to a GPU. Unrelated scripts that
+    share the folder say nothing about this model."""
     import os
 
-    if not os.path.isfile(path):
+    if not os.path.isfile(path) or not classes:
         return False  # a snippet, not a file in a project
     folder = os.path.dirname(os.path.abspath(path))
+    module = os.path.splitext(os.path.basename(path))[0]
     try:
         names = sorted(n for n in os.listdir(folder) if n.endswith(".py"))[:200]
-        stamp = (folder, tuple((n, os.stat(os.path.join(folder, n)).st_mtime_ns) for n in names))
+        stamp = (folder, module, tuple(classes),
+                 tuple((n, os.stat(os.path.join(folder, n)).st_mtime_ns) for n in names))
     except OSError:
-        names, stamp = [], (folder, ())
+        names, stamp = [], (folder, module, tuple(classes), ())
     if stamp in _PROJECT_CUDA:  # memo per folder state: the folder may change between runs
         return _PROJECT_CUDA[stamp]
+    uses = re.compile(
+        rf"\bimport\s+(?:[\w.]+\.)?{re.escape(module)}\b|\bfrom\s+(?:[\w.]*\.)?{re.escape(module)}\s+import\b|"
+        + "|".join(rf"\b{re.escape(c)}\b" for c in classes)
+    )
     found = False
     own = os.path.basename(path)
     for name in names:
@@ -686,11 +694,18 @@ def _project_moves_to_cuda(path: str) -> bool:
                 text = handle.read(1_000_000)
         except OSError:
             continue
-        if _PROJECT_PATTERN.search(text):
+        if uses.search(text) and _PROJECT_PATTERN.search(text):
             found = True
             break
     _PROJECT_CUDA[stamp] = found
     return found
+
+
+def _built_here(ctx: Context, classes: Sequence[str]) -> bool:
+    """Whether this file itself builds one of the model classes (a self-contained script: where
+    the model lives is written here, so other files are not asked)."""
+    return any(call.dotted in classes and (call.scope.enclosing_class is None or call.scope.enclosing_class.name not in classes)
+               for call in ctx.facts.calls)
 
 
 def cuda_evidence(ctx: Context) -> Optional[cst.CSTNode]:
@@ -733,11 +748,12 @@ class StateWrongDevice(Rule):
         candidates = [st for st in created_states(ctx) if st.in_forward and not st.moved]
         if not candidates:
             return
+        owners = sorted({st.where.enclosing_class.name for st in candidates if st.where.enclosing_class is not None})
         evidence = cuda_evidence(ctx)
         if evidence is not None:
             where, refs = "line {move}", {"move": evidence}
-        elif ctx.reads_other_files() and _project_moves_to_cuda(ctx.facts.path):
-            where, refs = "another file in this folder does", {}
+        elif ctx.reads_other_files() and not _built_here(ctx, owners) and _project_moves_to_cuda(ctx.facts.path, owners):
+            where, refs = "another file in this folder that uses it does", {}
         else:
             return
         for st in candidates:
