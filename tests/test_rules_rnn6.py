@@ -426,6 +426,9 @@ def test_605_keras_relu_and_function_objects():
     f = LSTM(50, activation="softsign")
     '''
     assert found(source) == [("RNN605", 4), ("RNN605", 5), ("RNN605", 6)]
+    messages = {f.line: f.message for f in lint(source) if f.code == "RNN605"}
+    assert "cuDNN" in messages[4] and "cuDNN" in messages[5]
+    assert "cuDNN" not in messages[6]  # keras has no cuDNN kernel for SimpleRNN
 
 
 def test_605_torch_nonlinearity_positional_and_keyword():

@@ -1431,9 +1431,11 @@ class UnboundedRecurrentActivation(Rule):
                 if layer.kind in ("LSTM", "GRU", "ConvLSTM")
                 else "leaves the recurrent state unbounded"
             )
+            # Only keras LSTM/GRU have a cuDNN kernel, and it is chosen only with activation='tanh'.
+            cudnn = " (and the cuDNN kernel needs tanh)" if layer.kind in ("LSTM", "GRU") and not layer.cell else ""
             ctx.report(
                 node,
                 f"{head} {what}: with nothing to squash it the state can grow geometrically over the "
-                "sequence (and the cuDNN kernel needs tanh); keep the default tanh",
+                f"sequence{cudnn}; keep the default tanh",
                 call.stmt,
             )
