@@ -835,6 +835,31 @@ def test_rnn206_keras_used_callbacks_and_long_runs_are_silent():
     ''', head=KERAS_HEAD)
 
 
+def test_rnn202_is_moot_for_a_plateau_that_can_never_cut():
+    # RNN206 says the scheduler never fires; a missing min_lr floor (RNN202) adds nothing.
+    idle_keras = '''
+    reduce_lr = ReduceLROnPlateau(factor=0.5, patience={patience})  # <-
+    model.fit(x, y, epochs=50, validation_split=0.2, callbacks=[reduce_lr])
+    '''
+    expect("RNN206", idle_keras.format(patience=100), head=KERAS_HEAD)
+    expect("RNN202", idle_keras.format(patience=100).replace("  # <-", ""), head=KERAS_HEAD)
+    expect("RNN202", idle_keras.format(patience=5), head=KERAS_HEAD)  # it can cut: the floor matters
+    idle_torch = '''
+    scheduler = ReduceLROnPlateau(optimizer, factor=0.5, patience={patience})  # <-
+    for epoch in range(30):
+        for xb, yb in train_loader:
+            optimizer.zero_grad()
+            loss = criterion(model(xb), yb)
+            loss.backward()
+            torch.nn.utils.clip_grad_norm_(model.parameters(), 1.0)
+            optimizer.step()
+        scheduler.step(loss.item())
+    '''
+    expect("RNN206", idle_torch.format(patience=30))
+    expect("RNN202", idle_torch.format(patience=30).replace("  # <-", ""))
+    expect("RNN202", idle_torch.format(patience=3))
+
+
 def test_rnn107_save_nested_in_the_same_branch_is_silent():
     expect("RNN107", BEST_LOOP.format(
         keep="best_loss = val_loss\n        best_state = model.state_dict()\n        if epoch > 5:\n            torch.save(best_state, 'best.pt')",

@@ -159,6 +159,8 @@ class PlateauNoFloor(Rule):
                 continue
             if has_early_stopping(ctx, p):
                 continue
+            if any(idle.node is p.call.node for idle, _, _ in idle_plateaus(ctx)):
+                continue  # it never cuts at all (RNN206): a floor is moot
             ctx.report(
                 p.call.node,
                 f"ReduceLROnPlateau(min_lr={p.min_lr!r}) with no early stopping: after enough "
@@ -700,6 +702,64 @@ def _plateau_for_loop(ctx: Context, plateaus: List[Plateau], loop: Loop) -> Opti
 
 # -- RNN206 schedule-cannot-fire --------------------------------------------------------------
 
+
+def _single_fit_epochs(ctx: Context, fit: CallFact) -> Optional[int]:
+    """fit(epochs=N) when the call is the whole run (not one pass of a loop)."""
+    if fit.loop is not None:
+        return None  # fit() per pass of a loop: the epochs of one call are not the run
+    return fit_epochs(fit, ctx.evaluator)
+
+
+def idle_plateaus(ctx: Context) -> List[Tuple[CallFact, str, Optional[dict]]]:
+    """Plateau schedulers whose patience is at least the number of epochs they are stepped in,
+    with the message that says so: RNN206 reports them, and RNN202 (a missing floor) is moot
+    for a scheduler that never cuts."""
+    cached = ctx.facts.cache.get("rnn2.idle_plateaus")
+    if cached is not None:
+        return cached
+    facts, evaluator = ctx.facts, ctx.evaluator
+    out: List[Tuple[CallFact, str, Optional[dict]]] = []
+    seen: Set[int] = set()
+    for plateau in _torch_plateaus(ctx):  # stepped once per epoch in `for epoch in range(N)`
+        patience = _plateau_patience(plateau)
+        if not known(patience):
+            continue
+        for step in plateau_steps(ctx, plateau):
+            loop = step.loop
+            if loop is None or is_batch_loop(facts, loop):
+                continue
+            epochs = epoch_count(loop, evaluator)
+            if epochs is not None and patience >= epochs and id(plateau.call.node) not in seen:
+                seen.add(id(plateau.call.node))
+                out.append((
+                    plateau.call,
+                    f"ReduceLROnPlateau(patience={patience}) can never cut the learning rate in a "
+                    f"loop of {epochs} epochs (line {{loop}}): it needs {patience + 1} epochs without "
+                    "improvement",
+                    {"loop": loop.node},
+                ))
+    keras = {id(p.call.node): p for p in _keras_plateaus(ctx)}
+    for fit in fit_calls(facts) if keras else []:
+        epochs = _single_fit_epochs(ctx, fit)
+        if epochs is None:
+            continue
+        for callback in fit_callbacks(facts, fit) or []:
+            plateau = keras.get(id(callback.node))
+            if plateau is None or id(callback.node) in seen:
+                continue
+            patience = _plateau_patience(plateau)
+            if known(patience) and patience >= epochs:
+                seen.add(id(callback.node))
+                out.append((
+                    callback,
+                    f"ReduceLROnPlateau(patience={patience}) can never cut the learning rate in "
+                    f"fit(epochs={epochs}) on line {{fit}}",
+                    {"fit": fit.node},
+                ))
+    ctx.facts.cache["rnn2.idle_plateaus"] = out
+    return out
+
+
 _KERAS_CALLBACK_PREFIX = "keras.callbacks."
 
 
@@ -723,24 +783,9 @@ class ScheduleCannotFire(Rule):
                 reported.add(id(call.node))
                 ctx.report(call.node, message, call.stmt, refs=refs)
 
-        # torch: plateau stepped once per epoch in `for epoch in range(N)`
-        for plateau in _torch_plateaus(ctx):
-            patience = _plateau_patience(plateau)
-            if not known(patience):
-                continue
-            for step in plateau_steps(ctx, plateau):
-                loop = step.loop
-                if loop is None or is_batch_loop(facts, loop):
-                    continue
-                epochs = epoch_count(loop, evaluator)
-                if epochs is not None and patience >= epochs:
-                    report(
-                        plateau.call,
-                        f"ReduceLROnPlateau(patience={patience}) can never cut the learning rate in a "
-                        f"loop of {epochs} epochs (line {{loop}}): it needs {patience + 1} epochs without "
-                        "improvement",
-                        {"loop": loop.node},
-                    )
+        # plateau schedulers (torch loops and keras fit) whose patience outlasts the epochs
+        for call, message, refs in idle_plateaus(ctx):
+            report(call, message, refs)
         # torch: hand-written early stop in `for epoch in range(N)`
         for loop, counter, patience, test in manual_early_stops(ctx):
             epochs = epoch_count(loop, evaluator)
@@ -772,31 +817,21 @@ class ScheduleCannotFire(Rule):
                         call,
                         f"{short}(patience={patience}) can never stop training in a loop of {epochs} epochs",
                     )
-        # keras: callbacks passed to fit(epochs=N)
+        # keras: early stopping passed to fit(epochs=N)
         fits = fit_calls(facts)
-        plateau_calls = {id(p.call.node): p for p in _keras_plateaus(ctx)}
         for fit in fits:
-            if fit.loop is not None:
-                continue  # fit() per pass of a loop: the epochs of one call are not the run
-            epochs = fit_epochs(fit, evaluator)
-            callbacks = fit_callbacks(facts, fit)
-            if epochs is None or not callbacks:
+            epochs = _single_fit_epochs(ctx, fit)
+            if epochs is None:
                 continue
-            for callback in callbacks:
-                if id(callback.node) in plateau_calls:
-                    patience = _plateau_patience(plateau_calls[id(callback.node)])
-                    what = "ReduceLROnPlateau"
-                    effect = "cut the learning rate"
-                elif callback.qualname == _KERAS_EARLY_STOP and not callback.has_star_args:
-                    patience = _int_value(ctx, callback.arg(_ES_PATIENCE_INDEX, "patience"), callback.scope, 0)
-                    what = "EarlyStopping"
-                    effect = "stop training"
-                else:
+            for callback in fit_callbacks(facts, fit) or []:
+                if callback.qualname != _KERAS_EARLY_STOP or callback.has_star_args:
                     continue
+                patience = _int_value(ctx, callback.arg(_ES_PATIENCE_INDEX, "patience"), callback.scope, 0)
                 if known(patience) and patience >= epochs:
                     report(
                         callback,
-                        f"{what}(patience={patience}) can never {effect} in fit(epochs={epochs}) on line {{fit}}",
+                        f"EarlyStopping(patience={patience}) can never stop training in fit(epochs={epochs}) "
+                        "on line {fit}",
                         {"fit": fit.node},
                     )
         # keras: a callback built, bound to a name, and never used
