@@ -5,6 +5,8 @@ from __future__ import annotations
 import subprocess
 import sys
 
+import pytest
+
 from lintutil import ROOT, codes, lint
 
 
@@ -146,3 +148,22 @@ model = build_model(HPARAMS)
 '''
     assert [(f.code, f.line) for f in lint(src)] == [("RNN510", 11)]
     assert lint(src.replace('"return_seq": False', '"return_seq": True')) == []
+
+
+@pytest.mark.parametrize(
+    "spelling, prefix",
+    [
+        ("import keras", "keras"),
+        ("from tensorflow import keras", "keras"),
+        ("import tensorflow as tf", "tf.keras"),
+        ("import tf_keras as keras", "keras"),
+        ("import keras_core as keras", "keras"),
+    ],
+)
+def test_every_keras_spelling_reaches_the_rules(spelling, prefix):
+    source = f'''
+    {spelling}
+    model = {prefix}.Sequential([{prefix}.layers.LSTM(32, input_shape=(20, 3)), {prefix}.layers.Dense(1)])
+    model.compile(loss="mse", optimizer={prefix}.optimizers.RMSprop(learning_rate=0.01))
+    '''
+    assert [(f.code, f.line) for f in lint(source)] == [("RNN101", 4)]

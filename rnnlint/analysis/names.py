@@ -21,6 +21,7 @@ _PREFIX_FOLDS = (
     ("tensorflow.python.keras.", "keras."),
     ("tensorflow.keras.", "keras."),
     ("tf_keras.", "keras."),
+    ("keras_core.", "keras."),  # Keras 3 before its release under the keras name
     ("keras.src.", "keras."),
     ("pytorch_lightning.", "lightning.pytorch."),
     ("lightning.pytorch.", "lightning.pytorch."),
