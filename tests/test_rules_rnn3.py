@@ -230,6 +230,102 @@ o_train = sc2.fit_transform(o_train)
     assert torch_lines(snippet, "RNN303") == []
 
 
+# -- RNN303: windows cut inline (loop append, preallocated array, comprehension) after the fit -------
+
+
+def test_rnn303_windows_appended_in_a_loop_then_train_test_split():
+    snippet = '''from sklearn.model_selection import train_test_split
+from sklearn.preprocessing import StandardScaler
+series = pd.read_csv("temps.csv")[["anomaly"]].values
+series = StandardScaler().fit_transform(series)
+X, y = [], []
+for i in range(len(series) - 30):
+    X.append(series[i:i + 30])
+    y.append(series[i + 30])
+X, y = np.array(X), np.array(y)
+X_train, X_test, y_train, y_test = train_test_split(X, y, test_size=0.2, shuffle=False)
+'''
+    findings = [f for f in lint(TORCH_MODEL + snippet) if f.code == "RNN303"]
+    assert [f.line - TORCH_BASE for f in findings] == [4]
+    assert findings[0].message.startswith("StandardScaler().fit_transform(series) sees every row before "
+                                          "train_test_split(X, y, test_size=0.2, shuffle=False)")
+    assert f"(line {TORCH_BASE + 10})" in findings[0].message
+
+
+def test_rnn303_windows_in_a_preallocated_array_then_fraction_slice():
+    snippet = '''from sklearn.preprocessing import MinMaxScaler
+Y = pd.read_csv("temps.csv")[["anomaly"]].values.astype(np.float32)
+scaler = MinMaxScaler((-1.0, 1.0))
+Ys = scaler.fit_transform(Y)
+L = 20
+X_ts = np.zeros((len(Ys) - L, L, 1), dtype=np.float32)
+Y_ts = np.zeros((len(Ys) - L, 1), dtype=np.float32)
+for i in range(len(Ys) - L):
+    X_ts[i] = Ys[i:i + L]
+    Y_ts[i] = Ys[i + L]
+split = int(len(X_ts) * 0.8)
+X_train, Y_train = X_ts[:split], Y_ts[:split]
+X_test, Y_test = X_ts[split:], Y_ts[split:]
+'''
+    findings = [f for f in lint(TORCH_MODEL + snippet) if f.code == "RNN303"]
+    assert [f.line - TORCH_BASE for f in findings] == [4]
+    assert "scaler.fit_transform(Y) sees every row before X_ts[:split]" in findings[0].message
+
+
+def test_rnn303_windows_from_a_comprehension_then_slice():
+    snippet = '''from sklearn.preprocessing import MinMaxScaler
+values = pd.read_csv("load.csv")[["load"]].to_numpy()
+values = MinMaxScaler().fit_transform(values)
+X = np.array([values[i:i + 24] for i in range(len(values) - 24)])
+y = np.array([values[i + 24] for i in range(len(values) - 24)])
+n_train = int(0.8 * len(X))
+x_tr, x_te = X[:n_train], X[n_train:]
+'''
+    assert torch_lines(snippet, "RNN303") == [3]
+
+
+def test_rnn303_inline_windows_near_misses_are_silent():
+    snippet = '''from sklearn.model_selection import train_test_split
+from sklearn.preprocessing import StandardScaler, MinMaxScaler
+# fit on the training part only, windows of the whole scaled series, split afterwards
+data = pd.read_csv("a.csv")[["v"]].to_numpy()
+train_end = int(len(data) * 0.8)
+scaler = StandardScaler().fit(data[:train_end])
+scaled = scaler.transform(data)
+X = []
+for i in range(len(scaled) - 30):
+    X.append(scaled[i:i + 30])
+X = np.array(X)
+X_fit, X_hold = X[:train_end], X[train_end:]
+# windows from the training array only (the scaler saw the training rows alone)
+raw = np.load("b.npy")
+n_tr = int(len(raw) * 0.8)
+train_raw, test_raw = raw[:n_tr], raw[n_tr:]
+sc = MinMaxScaler()
+train_scaled = sc.fit_transform(train_raw)
+W = np.zeros((len(train_scaled) - 30, 30, 1))
+for i in range(len(train_scaled) - 30):
+    W[i] = train_scaled[i:i + 30]
+W_tr, W_va = train_test_split(W, test_size=0.1, shuffle=False)
+# the scaled name is rebound to raw data before the windows are cut
+series = np.load("c.npy")
+series = StandardScaler().fit_transform(series)
+series = np.load("c_raw.npy")
+Z = np.array([series[i:i + 30] for i in range(len(series) - 30)])
+cut = int(len(Z) * 0.8)
+Z_a, Z_b = Z[:cut], Z[cut:]
+# a scaled array nobody windows; the windows come from another series
+prices = MinMaxScaler().fit_transform(np.load("d.npy"))
+other = np.load("e.npy")
+Q = []
+for i in range(len(other) - 30):
+    Q.append(other[i:i + 30])
+Q = np.array(Q)
+q_train, q_test = train_test_split(Q, test_size=0.2, shuffle=False)
+'''
+    assert torch_lines(snippet, "RNN303") == []
+
+
 # -- RNN304 shuffled-time-series-split ------------------------------------------------------------
 
 
@@ -473,6 +569,58 @@ model.fit(X_train, y_train, validation_data=(X_test, y_test))
 model.fit(X_train, y_train, validation_data=(X_test, y_test), callbacks=[ModelCheckpoint("m.keras")])
 model.fit(X_train, y_train, validation_data=(X_test, y_test), callbacks=[EarlyStopping(monitor="loss")])
 model.evaluate(X_test, y_test)
+'''
+    assert keras_lines(snippet, "RNN306") == []
+
+
+# -- RNN306: keras window generators built on the test split --------------------------------------
+
+GENERATOR_HEAD = '''from sklearn.preprocessing import MinMaxScaler
+from keras.callbacks import EarlyStopping, ModelCheckpoint
+from keras.preprocessing.sequence import TimeseriesGenerator
+df = pd.read_csv("sales.csv", index_col="date")
+train, test = df.iloc[:-24], df.iloc[-24:]
+scaler = MinMaxScaler()
+scaled_train = scaler.fit_transform(train)
+scaled_test = scaler.transform(test)
+model = keras.Sequential([Input(shape=(12, 1)), LSTM(50), Dense(1)])
+model.compile(optimizer="adam", loss="mse")
+gen = TimeseriesGenerator(scaled_train, scaled_train, length=12, batch_size=1)
+'''
+
+
+def test_rnn306_timeseries_generator_on_the_test_split():
+    snippet = GENERATOR_HEAD + '''val_gen = TimeseriesGenerator(scaled_test, scaled_test, length=12, batch_size=1)
+model.fit(gen, epochs=20, validation_data=val_gen, callbacks=[EarlyStopping(monitor="val_loss", patience=2)])
+'''
+    findings = [f for f in lint(KERAS_HEAD + snippet) if f.code == "RNN306"]
+    assert [f.line - KERAS_BASE for f in findings] == [13]
+    assert findings[0].message.startswith(
+        "validation_data=val_gen drives EarlyStopping(monitor='val_loss') (line " + str(KERAS_BASE + 13) + ")")
+
+
+def test_rnn306_timeseries_dataset_from_array_on_the_test_split():
+    snippet = GENERATOR_HEAD + '''check_ds = keras.utils.timeseries_dataset_from_array(
+    scaled_test[:-12], scaled_test[12:], sequence_length=12, batch_size=32)
+best = ModelCheckpoint("best.keras", monitor="val_loss", save_best_only=True)
+model.fit(gen, epochs=20, validation_data=check_ds, callbacks=[best])
+'''
+    findings = [f for f in lint(KERAS_HEAD + snippet) if f.code == "RNN306"]
+    assert [f.line - KERAS_BASE for f in findings] == [15]
+    assert "validation_data=check_ds drives ModelCheckpoint(monitor='val_loss')" in findings[0].message
+
+
+def test_rnn306_window_generators_near_misses_are_silent():
+    snippet = GENERATOR_HEAD + '''x_train, x_val = scaled_train[:-24], scaled_train[-24:]
+val_gen = TimeseriesGenerator(x_val, x_val, length=12, batch_size=1)
+model.fit(gen, epochs=20, validation_data=val_gen, callbacks=[EarlyStopping(monitor="val_loss", patience=2)])
+again = TimeseriesGenerator(scaled_train, scaled_train, length=12, batch_size=1)
+model.fit(gen, epochs=20, validation_data=again, callbacks=[EarlyStopping(monitor="val_loss", patience=2)])
+val_ds = keras.utils.timeseries_dataset_from_array(x_val[:-12], x_val[12:], sequence_length=12)
+model.fit(gen, epochs=20, validation_data=val_ds, callbacks=[EarlyStopping(monitor="val_loss")])
+test_gen = TimeseriesGenerator(scaled_test, scaled_test, length=12, batch_size=1)
+model.fit(gen, epochs=20, validation_data=test_gen)
+model.evaluate(test_gen)
 '''
     assert keras_lines(snippet, "RNN306") == []
 

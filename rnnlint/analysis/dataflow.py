@@ -86,6 +86,8 @@ _WRAPPERS = frozenset(
         "atleast_2d", "squeeze", "ascontiguousarray", "train_test_split", "random_split",
     }
 )
+# keras windowing constructors: their data and targets (first two positional arguments) pass on.
+_SERIES_WRAPPERS = frozenset({"TimeseriesGenerator", "timeseries_dataset_from_array"})
 _WINDOW_HELPER = re.compile(
     r"^(create|make|build|generate|split|get|prepare|to)_?(in_?out_?|x_?y_?|supervised_?)?"
     r"(sequence|seq|window)s?(_|$)|sliding_?window|window(ed|ize|ise|ing)?_?(data|dataset|series)?$",
@@ -234,6 +236,7 @@ class DataFlow:
         self._splits: Optional[List[Split]] = None
         self._windows: Optional[Dict[str, List[Window]]] = None
         self._window_functions: Optional[Dict[str, Dict[int, Window]]] = None
+        self._steps: Optional[List[Tuple[int, str, Optional[cst.BaseExpression], Optional[AssignFact]]]] = None
 
     # -- what an expression carries ------------------------------------------------------
 
@@ -271,6 +274,13 @@ class DataFlow:
             elif name in ("transform", "fit_transform"):
                 if node.args:
                     self._sources(node.args[0].value, out, depth + 1)
+            elif name in _SERIES_WRAPPERS:
+                positional = [a for a in node.args if a.keyword is None and not a.star]
+                for arg in positional[:2]:
+                    self._sources(arg.value, out, depth + 1)
+                for arg in node.args:
+                    if arg.keyword is not None and arg.keyword.value in ("data", "targets"):
+                        self._sources(arg.value, out, depth + 1)
             elif name in _WRAPPERS or self._local_callable(node) is not None:
                 self._args(node, out, depth)
         elif isinstance(node, cst.UnaryOperation):
@@ -862,16 +872,68 @@ class DataFlow:
         for name in names:
             out.add(name)
             out.add(name.split(".", 1)[0] if not name.startswith("self.") else name)
-        for assign in self.assigns:
-            if assign.order <= after:
+        for order, target, value, assign in self._flow_steps():
+            if order <= after:
                 continue
-            value = _element(assign)
-            carried = set(self.sources(value)) if value is not None else set()
+            carried = set(self._flow_sources(value)) if value is not None else set()
             carried |= {c.split(".", 1)[0] for c in carried}
             if carried & out:
-                out.add(assign.target)
-            elif assign.target in out and assign.aug_op is None and value is not None and assign.stmt is not origin:
-                out.discard(assign.target)
+                out.add(target)
+            elif (
+                assign is not None and target in out and assign.aug_op is None and value is not None
+                and assign.stmt is not origin
+            ):
+                out.discard(target)
+        return out
+
+    def _flow_steps(self) -> List[Tuple[int, str, Optional[cst.BaseExpression], Optional[AssignFact]]]:
+        """Where data moves into a name, in program order: assignments (which rebind the name),
+        and `xs.append(v)` / `xs.extend(v)` / `xs[i] = v` (which add to what the name holds)."""
+        if self._steps is not None:
+            return self._steps
+        steps: List[Tuple[int, str, Optional[cst.BaseExpression], Optional[AssignFact]]] = [
+            (a.order, a.target, _element(a), a) for a in self.assigns
+        ]
+        for call in self.facts.calls:
+            if call.method in ("append", "extend") and call.receiver_dotted and len(call.args) == 1:
+                if call.args[0].keyword is None and not call.args[0].star:
+                    steps.append((call.order, call.receiver_dotted, call.args[0].value, None))
+        for sub in self.facts.subscripts:
+            value = _stored_value(sub)
+            base = dotted_name(sub.node.value)
+            if value is not None and base is not None:
+                steps.append((sub.order, base, value, None))
+        steps.sort(key=lambda step: step[0])
+        self._steps = steps
+        return steps
+
+    def _flow_sources(self, value: cst.BaseExpression) -> List[str]:
+        """sources(), also through the element of a comprehension the value wraps:
+        `np.array([series[i:i + W] for i in range(n)])` carries series."""
+        out = self.sources(value)
+        current: Optional[cst.CSTNode] = value
+        for _ in range(6):
+            if isinstance(current, (cst.ListComp, cst.GeneratorExp)):
+                elt_sources = self.sources(current.elt)
+                out.extend(elt_sources)
+                bound = names_in(current.for_in.target)
+                if bound & set(names_in(current.elt)):
+                    out.extend(self.sources(current.for_in.iter))
+                break
+            if isinstance(current, cst.Call):
+                name = _call_name(current)
+                if isinstance(current.func, cst.Attribute) and name in _PRESERVING_METHODS and not (
+                    name in _WRAPPERS and dotted_name(current.func.value) in ("np", "numpy", "torch")
+                ):
+                    current = current.func.value
+                elif name in _WRAPPERS and current.args:
+                    current = current.args[0].value
+                else:
+                    break
+            elif isinstance(current, cst.Attribute):
+                current = current.value
+            else:
+                break
         return out
 
     def windowed(self, names: Iterable[str], order: int) -> Optional[Window]:
@@ -907,6 +969,17 @@ def _element(assign: AssignFact) -> Optional[cst.BaseExpression]:
     if isinstance(value, cst.Name) and value.value == "__loop__":
         return None
     return value
+
+
+def _stored_value(sub: SubscriptFact) -> Optional[cst.BaseExpression]:
+    """v for `xs[i] = v` when the subscript is the (single) target of its assignment."""
+    stmt = sub.stmt
+    if not isinstance(stmt, cst.SimpleStatementLine):
+        return None
+    for small in stmt.body:
+        if isinstance(small, cst.Assign) and any(t.target is sub.node for t in small.targets):
+            return small.value
+    return None
 
 
 def _dedupe(items: List[str]) -> List[str]:
@@ -1023,7 +1096,7 @@ def split_subscript_under(node: cst.CSTNode) -> Optional[cst.Subscript]:
                 name in _WRAPPERS and dotted_name(current.func.value) in ("np", "numpy", "torch")
             ):
                 current = current.func.value
-            elif name in _WRAPPERS and current.args:
+            elif (name in _WRAPPERS or name in _SERIES_WRAPPERS) and current.args:
                 current = current.args[0].value
             else:
                 return None
