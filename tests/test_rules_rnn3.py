@@ -597,6 +597,9 @@ model.fit(gen, epochs=20, validation_data=val_gen, callbacks=[EarlyStopping(moni
     assert [f.line - KERAS_BASE for f in findings] == [13]
     assert findings[0].message.startswith(
         "validation_data=val_gen drives EarlyStopping(monitor='val_loss') (line " + str(KERAS_BASE + 13) + ")")
+    # Keras 2's fit_generator trains the same way.
+    legacy = snippet.replace("model.fit(gen,", "model.fit_generator(gen,")
+    assert [f.line - KERAS_BASE for f in lint(KERAS_HEAD + legacy) if f.code == "RNN306"] == [13]
 
 
 def test_rnn306_timeseries_dataset_from_array_on_the_test_split():

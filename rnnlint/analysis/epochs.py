@@ -359,8 +359,12 @@ def break_guards(loop: Loop) -> List[cst.BaseExpression]:
 # -- keras callbacks --------------------------------------------------------------------------
 
 
+#: The keras methods that train a model for some epochs (fit_generator: Keras 2 / TF 1).
+KERAS_FIT_METHODS = ("fit", "fit_generator")
+
+
 def fit_calls(facts: ModuleFacts) -> List[CallFact]:
-    return [c for c in facts.calls if c.method in ("fit", "fit_generator") and c.receiver is not None]
+    return [c for c in facts.calls if c.method in KERAS_FIT_METHODS and c.receiver is not None]
 
 
 def fit_callbacks(facts: ModuleFacts, fit: CallFact) -> Optional[List[CallFact]]:

@@ -8,6 +8,7 @@ from typing import List, Optional, Set, Tuple
 import libcst as cst
 
 from rnnlint.analysis.epochs import (
+    KERAS_FIT_METHODS,
     assign_node,
     assigned_value,
     calls_by_node,
@@ -288,7 +289,7 @@ class OptimizerRecreated(Rule):
                 if not ctx.keras_model_is_recurrent(model) or _assigned_in(ctx, model, loop):
                     continue
                 built_outside = any(a.target == model for a in facts.assigns)
-                fits = [c for c in loop.calls if c.method == "fit" and c.receiver_dotted == model]
+                fits = [c for c in loop.calls if c.method in KERAS_FIT_METHODS and c.receiver_dotted == model]
                 if built_outside and fits:
                     ctx.report(
                         call.node,

@@ -21,6 +21,7 @@ from rnnlint.analysis.dataflow import (
     split_subscript_under,
     test_metric_uses,
 )
+from rnnlint.analysis.epochs import KERAS_FIT_METHODS
 from rnnlint.analysis.facts import CallFact, ModuleFacts
 from rnnlint.analysis.names import dotted_name
 from rnnlint.analysis.sequences import torch_call_lengths
@@ -668,7 +669,7 @@ class ValidationOnTestSplit(Rule):
             return
         flow = dataflow(ctx.facts)
         for call in ctx.facts.calls:
-            if call.method != "fit" or call.qualname is not None:
+            if call.method not in KERAS_FIT_METHODS or call.qualname is not None:
                 continue
             data = call.kwarg("validation_data")
             if data is None or flow.roles_of(data, call.order) != {TEST}:

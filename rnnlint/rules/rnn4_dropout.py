@@ -7,6 +7,7 @@ from typing import Dict, List, Optional
 
 import libcst as cst
 
+from rnnlint.analysis.epochs import KERAS_FIT_METHODS
 from rnnlint.analysis.modes import (
     DROPOUT_MODULES,
     dropout_classes,
@@ -332,7 +333,7 @@ class DropoutOnLogits(Rule):
     def _keras_functional(self, ctx: Context) -> None:
         facts = ctx.facts
         calls_by_node = {id(c.node): c for c in facts.calls}
-        compiled = {c.receiver_dotted for c in facts.calls if c.method in ("compile", "fit")}
+        compiled = {c.receiver_dotted for c in facts.calls if c.method == "compile" or c.method in KERAS_FIT_METHODS}
         for call in facts.calls:
             if call.qualname not in _KERAS_MODEL or call.has_star_args:
                 continue
@@ -419,7 +420,7 @@ class DropoutOnLogits(Rule):
     def _keras_sequential(self, ctx: Context) -> None:
         facts = ctx.facts
         calls_by_node = {id(c.node): c for c in facts.calls}
-        compiled = {c.receiver_dotted for c in facts.calls if c.method in ("compile", "fit")}
+        compiled = {c.receiver_dotted for c in facts.calls if c.method == "compile" or c.method in KERAS_FIT_METHODS}
         for call in facts.calls:
             if not (call.qualname or "").endswith("Sequential"):
                 continue
