@@ -105,9 +105,7 @@ def _passed_in_dropout(facts: ModuleFacts, found: Dict[str, str]) -> None:
 
 def _dropout_argument(facts: ModuleFacts, found: Dict[str, str], site: CallFact, init: Scope, params: List[str]) -> Optional[str]:
     for param in params:
-        given = site.kwarg(param)
-        if given is None:
-            given = site.positional(init.param_order.index(param) - 1)
+        given = site.arg(init.param_order.index(param) - 1, param)
         if given is None:
             continue
         cls = _constructed_class(given) if isinstance(given, cst.Call) else None
@@ -178,7 +176,7 @@ def _param_class(facts: ModuleFacts, function: Scope, name: str, depth: int) -> 
     sites = [c for c in facts.calls if c.dotted is not None and local_function(facts, c) is function]
     found: Set[Optional[str]] = set()
     for site in sites:
-        given = site.kwarg(name) or (site.positional(index) if index >= 0 else None)
+        given = site.arg(index, name)
         if given is None or site.has_star_args:
             return None
         given_name = dotted_name(given)

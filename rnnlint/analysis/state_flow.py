@@ -358,7 +358,7 @@ def _shuffled_param(facts: ModuleFacts, evaluator: Evaluator, function: Scope, n
         return None
     found: Optional[cst.CSTNode] = None
     for site in sites:
-        given = site.kwarg(name) or (site.positional(index) if index >= 0 else None)
+        given = site.arg(index, name)
         if given is None or site.has_star_args:
             return None
         result = _shuffled(facts, evaluator, given, site.scope, depth + 1)

@@ -226,9 +226,7 @@ class Evaluator:
         for site in sites:
             if site.has_star_args:
                 return UNKNOWN
-            given = site.kwarg(name)
-            if given is None and index >= 0:
-                given = site.positional(index)
+            given = site.arg(index, name)
             if given is None:
                 if default is None:
                     return UNKNOWN

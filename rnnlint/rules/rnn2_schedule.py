@@ -212,9 +212,7 @@ def _always_passed(facts: ModuleFacts, function: Scope, param: str, name: str) -
     for call in found:
         if call.has_star_args:
             return False
-        given = call.kwarg(param)
-        if given is None and index >= 0:
-            given = call.positional(index)
+        given = call.arg(index, param)
         if given is None or dotted_name(given) != name:
             return False
     return True

@@ -231,6 +231,21 @@ _KERAS_TRAILING = frozenset({"keras.layers.Activation", "keras.layers.Softmax"})
 _KERAS_MODEL = frozenset({"keras.Model", "keras.models.Model"})
 
 
+def _report_output_dropout(ctx: Context, model: str, dropout: CallFact, prev: Optional[CallFact],
+                           at: CallFact) -> None:
+    """RNN404 for keras: `dropout` is the model's output layer; `prev` the layer it follows;
+    reported at `at` (the layer in a Sequential list, its application in the functional API)."""
+    after = "the last Dense layer" if prev is not None and prev.qualname in _KERAS_DENSE else "the last layer"
+    rate = ctx.evaluator.value(dropout.arg(0, "rate"), dropout.scope)
+    share = f"{rate:.0%} of " if isinstance(rate, float) and known(rate) else ""
+    ctx.report(
+        at.node,
+        f"Dropout is the output layer of {model}: it zeroes {share}the outputs of {after} at random "
+        "during training; put it before the final Dense layer",
+        at.stmt,
+    )
+
+
 def _bound_modules(cls, calls, wanted) -> Dict[str, CallFact]:  # type: ignore[no-untyped-def]
     """self.<attr> -> the constructor call, for attributes built from one of `wanted`."""
     out: Dict[str, CallFact] = {}
@@ -407,15 +422,7 @@ class DropoutOnLogits(Rule):
         before, _ = self._keras_layer(facts, self._keras_value(facts, inner, scope, limit)[0], scope, limit, calls_by_node)
         if applied is None or before is None or before.qualname in _KERAS_DROPOUT:
             return  # dropout on the model's input, or on something that is not a layer's output
-        after = "the last Dense layer" if before.qualname in _KERAS_DENSE else "the last layer"
-        rate = ctx.evaluator.value(layer.arg(0, "rate"), layer.scope)
-        share = f"{rate:.0%} of " if isinstance(rate, float) and known(rate) else ""
-        ctx.report(
-            applied.node,
-            f"Dropout is the output layer of {model}: it zeroes {share}the outputs of {after} at random "
-            "during training; put it before the final Dense layer",
-            applied.stmt,
-        )
+        _report_output_dropout(ctx, model, layer, before, applied)
 
     def _keras_sequential(self, ctx: Context) -> None:
         facts = ctx.facts
@@ -452,13 +459,4 @@ class DropoutOnLogits(Rule):
                 continue
             last = layers[-1]
             before = [l for l in layers[:-1] if l.qualname not in _KERAS_DROPOUT]
-            prev = before[-1] if before else None
-            after = "the last Dense layer" if prev is not None and prev.qualname in _KERAS_DENSE else "the last layer"
-            rate = ctx.evaluator.value(last.arg(0, "rate"), last.scope)
-            share = f"{rate:.0%} of " if isinstance(rate, float) and known(rate) else ""
-            ctx.report(
-                last.node,
-                f"Dropout is the output layer of {model}: it zeroes {share}the outputs of {after} at random "
-                "during training; put it before the final Dense layer",
-                last.stmt,
-            )
+            _report_output_dropout(ctx, model, last, before[-1] if before else None, last)

@@ -1141,9 +1141,7 @@ class _WindowRows:
         for call in self.ctx.facts.calls:
             if call.dotted != function.name:
                 continue
-            given = call.kwarg(param)
-            if given is None:
-                given = call.positional(index)
+            given = call.arg(index, param)
             if given is None or call.has_star_args or call.scope is function:
                 return None
             ranks.add(self._base_rank(given, call.scope, call.stmt))

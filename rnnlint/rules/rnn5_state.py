@@ -330,7 +330,7 @@ class StateFixedBatchSize(Rule):
                 for call in ctx.facts.calls:
                     if call.method != st.via_method.name:
                         continue
-                    given = call.kwarg(dim.value) or (call.positional(index) if index >= 0 else None)
+                    given = call.arg(index, dim.value)
                     if given is None:
                         continue
                     fixed = _fixed_batch_expr(ctx, given, call.scope)

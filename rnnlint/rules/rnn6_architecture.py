@@ -424,7 +424,7 @@ def _module_class(ctx: Context, node: cst.BaseExpression, scope: Scope, depth: i
         index = scope.param_order.index(dotted) - 1
         classes = set()
         for site in ctx.evaluator.construction_sites(scope.parent.name):  # type: ignore[union-attr]
-            given = site.kwarg(dotted) or (site.positional(index) if index >= 0 else None)
+            given = site.arg(index, dotted)
             if site.has_star_args or given is None:
                 return None
             classes.add(_built_class(ctx, given, site.scope, depth + 1))
@@ -479,7 +479,7 @@ def _param_layers(ctx: Context, function: Scope, param: str, depth: int) -> List
             continue
         given: Optional[cst.BaseExpression] = None
         if call.dotted == name and not call.has_star_args:
-            given = call.kwarg(param) or (call.positional(index) if index >= 0 else None)
+            given = call.arg(index, param)
         elif call.method == "apply" and len(call.args) == 1 and call.receiver is not None and index == 0 \
                 and dotted_name(call.args[0].value) == name:
             given = call.receiver
@@ -1013,7 +1013,7 @@ class DoubleActivationLoss(Rule):
         index = scope.param_order.index(name)
         found = set()
         for site in sites:
-            given = None if site.has_star_args else (site.kwarg(name) or site.positional(index))
+            given = None if site.has_star_args else site.arg(index, name)
             if given is None:
                 return None
             if isinstance(given, cst.Name):
@@ -1036,7 +1036,7 @@ class DoubleActivationLoss(Rule):
         for site in sites:
             if site.has_star_args:
                 return None
-            given = site.kwarg(name) or site.positional(index)
+            given = site.arg(index, name)
             found = self._source(ctx, reader, given, site, outputs, single, hops + 1) if given is not None else None
             if found is None:
                 return None
