@@ -752,6 +752,12 @@ out, _ = model(torch.from_numpy(series).float())
 '''
     assert [f.code for f in lint(src.replace("{name}", "hourly_scaled.npy"))] == []
     assert [(f.code, f.line) for f in lint(src.replace("{name}", "hourly.npy"))] == [("RNN301", 7)]
+    # An array file named after a ready-made split was written by a preparation step not shown here.
+    for prepared in ("X_train.npy", "data/x_test.npz", "train_x.npy", "yval.npy"):
+        assert [f.code for f in lint(src.replace("{name}", prepared))] == [], prepared
+    # Array files not named as a bare split (raw series, windows, a split marked raw) stay sources.
+    for raw in ("training_series.npy", "windows.npy", "X_train_raw.npy"):
+        assert [(f.code, f.line) for f in lint(src.replace("{name}", raw))] == [("RNN301", 7)], raw
 
 
 def test_rnn301_labels_are_not_features():

@@ -71,6 +71,10 @@ _INDEX_HELPERS = frozenset({"len", "range", "int", "round", "slice", "enumerate"
 _META_ATTRS = frozenset({"shape", "size", "ndim", "dtype", "columns", "index"})
 # A file path that says its data is already prepared: np.load("train_scaled.npy").
 _PREPARED_PATH = re.compile(r"scal|norm|standardi|preprocess|processed|prepared", re.I)
+# A NumPy array file named after a ready-made split (X_train.npy, test_x.npz) was written by a
+# preparation step this file does not show: whether it is scaled cannot be known here.
+_SPLIT_ARRAY_FILE = re.compile(r"(?:^|[/\\_.\-])(?:x|y)?_?(?:train|test|val|valid|validation)(?:_?(?:x|y))?\.(?:npy|npz)$",
+                               re.I)
 
 
 def _bookkeeping(node: cst.CSTNode) -> Optional[List[cst.CSTNode]]:
@@ -325,7 +329,9 @@ def _source_of(node: cst.CSTNode, calls_by_node: Dict[int, CallFact]) -> Optiona
             call = calls_by_node.get(id(current))
             if call is not None and call.qualname in NUMERIC_SOURCES:
                 path = call.positional(0)
-                if isinstance(path, cst.SimpleString) and _PREPARED_PATH.search(path.value):
+                if isinstance(path, cst.SimpleString) and (
+                    _PREPARED_PATH.search(path.value) or _SPLIT_ARRAY_FILE.search(str(path.evaluated_value))
+                ):
                     return None
                 return call
         stack.extend(iter_children(current))
