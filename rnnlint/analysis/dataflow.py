@@ -26,7 +26,7 @@ from __future__ import annotations
 
 import re
 from dataclasses import dataclass, field
-from typing import Dict, Iterable, List, Optional, Set, Tuple
+from typing import Dict, FrozenSet, Iterable, List, Optional, Set, Tuple
 
 import libcst as cst
 
@@ -88,6 +88,7 @@ _WRAPPERS = frozenset(
 )
 # keras windowing constructors: their data and targets (first two positional arguments) pass on.
 _SERIES_WRAPPERS = frozenset({"TimeseriesGenerator", "timeseries_dataset_from_array"})
+_ARRAY_PASSING = _WRAPPERS | _SERIES_WRAPPERS
 _WINDOW_HELPER = re.compile(
     r"^(create|make|build|generate|split|get|prepare|to)_?(in_?out_?|x_?y_?|supervised_?)?"
     r"(sequence|seq|window)s?(_|$)|sliding_?window|window(ed|ize|ise|ing)?_?(data|dataset|series)?$",
@@ -921,14 +922,8 @@ class DataFlow:
                     out.extend(self.sources(current.for_in.iter))
                 break
             if isinstance(current, cst.Call):
-                name = _call_name(current)
-                if isinstance(current.func, cst.Attribute) and name in _PRESERVING_METHODS and not (
-                    name in _WRAPPERS and dotted_name(current.func.value) in ("np", "numpy", "torch")
-                ):
-                    current = current.func.value
-                elif name in _WRAPPERS and current.args:
-                    current = current.args[0].value
-                else:
+                current = _array_under(current, _WRAPPERS)
+                if current is None:
                     break
             elif isinstance(current, cst.Attribute):
                 current = current.value
@@ -1079,6 +1074,19 @@ def _fraction_of_length(node: cst.CSTNode) -> bool:
     return has_fraction and has_length
 
 
+def _array_under(call: cst.Call, wrappers: FrozenSet[str]) -> Optional[cst.BaseExpression]:
+    """The array a layout-keeping call hands on: `x` for `x.reshape(-1, 1)` or `np.array(x)`
+    (`wrappers` names the functions whose first argument passes); None for any other call."""
+    name = _call_name(call)
+    if isinstance(call.func, cst.Attribute) and name in _PRESERVING_METHODS and not (
+        name in _WRAPPERS and dotted_name(call.func.value) in ("np", "numpy", "torch")
+    ):
+        return call.func.value
+    if name in wrappers and call.args:
+        return call.args[0].value
+    return None
+
+
 def split_subscript_under(node: cst.CSTNode) -> Optional[cst.Subscript]:
     """The slicing subscript an expression hands on: `df.iloc[:n].values`, `x[:n].reshape(-1, 1)`,
     `np.array(x[n:])`, `df[:n]["close"]`."""
@@ -1091,14 +1099,8 @@ def split_subscript_under(node: cst.CSTNode) -> Optional[cst.Subscript]:
         elif isinstance(current, cst.Attribute):
             current = current.value
         elif isinstance(current, cst.Call):
-            name = _call_name(current)
-            if isinstance(current.func, cst.Attribute) and name in _PRESERVING_METHODS and not (
-                name in _WRAPPERS and dotted_name(current.func.value) in ("np", "numpy", "torch")
-            ):
-                current = current.func.value
-            elif (name in _WRAPPERS or name in _SERIES_WRAPPERS) and current.args:
-                current = current.args[0].value
-            else:
+            current = _array_under(current, _ARRAY_PASSING)
+            if current is None:
                 return None
         else:
             return None

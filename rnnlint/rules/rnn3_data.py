@@ -21,7 +21,7 @@ from rnnlint.analysis.dataflow import (
     split_subscript_under,
     test_metric_uses,
 )
-from rnnlint.analysis.epochs import KERAS_FIT_METHODS
+from rnnlint.analysis.epochs import KERAS_FIT_METHODS, name_loads
 from rnnlint.analysis.facts import CallFact, ModuleFacts
 from rnnlint.analysis.names import dotted_name
 from rnnlint.analysis.sequences import torch_call_lengths
@@ -215,16 +215,10 @@ def _target_only_scalers(facts: ModuleFacts) -> Set[int]:
             continue
         if call.method not in ("transform", "fit_transform") or not _scales_target_only(facts, call):
             spoiled.add(name)
-    mentions: Dict[str, int] = {n: 0 for n in candidates}
-    stack: List[cst.CSTNode] = [facts.module]
-    while stack:
-        current = stack.pop()
-        if isinstance(current, cst.Name) and current.value in mentions:
-            mentions[current.value] += 1
-        stack.extend(iter_children(current))
+    mentions = name_loads(facts)
     out: Set[int] = set(inline)
     for name, calls in candidates.items():
-        if name not in spoiled and mentions[name] == accounted[name]:
+        if name not in spoiled and mentions.get(name, 0) == accounted[name]:
             out.update(id(c.node) for c in calls)
     return out
 
@@ -257,12 +251,16 @@ def _statement_target(call: CallFact) -> Optional[str]:
 def _frames(facts: ModuleFacts, names: Set[str]) -> Set[str]:
     """Names among `names` that hold a whole loaded table (df = pd.read_csv(...)), from which a
     target-named result may take its target column: `y = y_scaler.fit_transform(df[["load"]])`."""
-    loaded = {a.target for a in facts.assigns if a.unpack_index is None and _loads_file(a.value, facts)}
-    return names & loaded
+    loaded = facts.cache.get("rnn3.loaded_tables")
+    if loaded is None:
+        sources = {id(c.node) for c in facts.calls if c.qualname in NUMERIC_SOURCES}
+        loaded = {a.target for a in facts.assigns if a.unpack_index is None and _loads_file(a.value, sources)}
+        facts.cache["rnn3.loaded_tables"] = loaded
+    return names & loaded  # type: ignore[operator]
 
 
-def _loads_file(node: cst.CSTNode, facts: ModuleFacts) -> bool:
-    calls = {id(c.node): c for c in facts.calls if c.qualname in NUMERIC_SOURCES}
+def _loads_file(node: cst.CSTNode, calls: Set[int]) -> bool:
+    """`node` is a loading call (id in `calls`), possibly under method calls: pd.read_csv(p).dropna()."""
     current = node
     for _ in range(6):
         if isinstance(current, cst.Call):
