@@ -34,7 +34,7 @@ from typing import List, Optional
 
 from rnnlint.build import compute as compute_stamp
 from rnnlint.build import stamp
-from rnnlint.client import FORWARDED
+from rnnlint.client import FORWARDED, connect
 
 DEFAULT_IDLE_TIMEOUT = 1800.0
 _MAX_REQUEST = 4 << 20
@@ -364,14 +364,11 @@ def _reopen_streams(settings) -> None:  # type: ignore[no-untyped-def]
 
 
 def _alive(path: str) -> bool:
-    probe = socket.socket(socket.AF_UNIX, socket.SOCK_STREAM)
-    try:
-        probe.connect(path)
-        return True
-    except OSError:
+    probe = connect(path)
+    if probe is None:
         return False
-    finally:
-        probe.close()
+    probe.close()
+    return True
 
 
 def run(path: str, idle_timeout: float) -> int:
